@@ -1,0 +1,102 @@
+"""``python -m uploader COMMAND``: argument parsing and error-to-exit-code mapping only.
+
+Each command lives in ``uploader/commands/NAME.py`` with ``register(subparsers)``, which sets the
+parser's ``run(args, config) -> int``. This module parses, loads the one Config (defaults < file <
+environment < flags) and maps typed errors to the exit codes of CONVENTIONS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from uploader.config import Config, load_config
+from uploader.errors import UploaderError
+
+COMMANDS = ("cap",)
+VERSION = "0.1.0"
+
+
+def add_config_flags(parser: argparse.ArgumentParser, *, encoding: bool = True) -> None:
+    """The flags every command shares (CONVENTIONS.md "Common flags"); None means "not given"."""
+    parser.add_argument("--config", type=Path, help="TOML configuration file (default: see README)")
+    parser.add_argument("--json", action="store_true", help="print JSON Lines on stdout, one object per result")
+    parser.add_argument("--workers", type=int, metavar="W", help="worker processes (default: CPU count)")
+    if encoding:
+        parser.add_argument("-k", "--shares-needed", type=int, metavar="K", help="shares needed to read (default 3)")
+        parser.add_argument("-n", "--shares-total", type=int, metavar="N", help="shares made (default 10)")
+        parser.add_argument("--happy", dest="shares_happy", type=int, metavar="H", help="servers of happiness (default 7)")
+        parser.add_argument(
+            "--max-segment-size", type=int, metavar="BYTES", help="maximum segment size (default 1048576; changes caps)"
+        )
+        parser.add_argument(
+            "--convergence-secret-file",
+            type=Path,
+            metavar="PATH",
+            help="file with the convergence secret in Tahoe base32 (default: created once per user)",
+        )
+
+
+_SETTING_FLAGS = (
+    "workers",
+    "shares_needed",
+    "shares_total",
+    "shares_happy",
+    "max_segment_size",
+    "convergence_secret_file",
+    "pipeline_depth",
+    "window",
+    "erasure_backend",
+    "api_listen",
+    "log_level",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m uploader",
+        description="Fast, multi-core uploads to Tahoe-LAFS grids: byte-identical CHK shares over GBS.",
+    )
+    parser.add_argument("--version", action="version", version=f"uploader {VERSION}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMANDS:
+        importlib.import_module(f"uploader.commands.{name}").register(sub)
+    return parser
+
+
+def config_from_args(args: argparse.Namespace, env: dict[str, str] | None = None) -> Config:
+    cli: dict[str, Any] = {k: getattr(args, k) for k in _SETTING_FLAGS if getattr(args, k, None) is not None}
+    return load_config(getattr(args, "config", None), dict(os.environ) if env is None else env, cli)
+
+
+def report_error(args: argparse.Namespace, exc: UploaderError, **fields: Any) -> int:
+    """Print one failure (a JSON object with --json, else a sentence on stderr); return its exit code."""
+    if getattr(args, "json", False):
+        obj = {**fields, "error": str(exc), "error_class": type(exc).__name__, "exit_code": exc.exit_code}
+        print(json.dumps(obj), flush=True)
+    else:
+        prefix = f"{fields['file']}: " if "file" in fields else ""
+        print(f"uploader: error: {prefix}{exc}", file=sys.stderr)
+    return exc.exit_code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        config = config_from_args(args)
+        code: int = args.run(args, config)
+        return code
+    except UploaderError as exc:
+        return report_error(args, exc)
+    except KeyboardInterrupt:
+        print("uploader: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # e.g. `… | head`: nothing left to tell anyone
+        return 1

@@ -1,0 +1,54 @@
+"""``cap FILE…``: the cap each file would get, with no network (a full encode without the upload)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from uploader.cli import add_config_flags, report_error
+from uploader.config import Config
+from uploader.encoding import encode_file_inline
+from uploader.errors import UploaderError
+from uploader.progress import ProgressBar
+from uploader.secrets import convergence_secret
+from workers.geometry import EncodingParams
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "cap",
+        help="print the cap FILE would get (no network)",
+        description="Print the CHK (or LIT) read cap each FILE would get with these encoding parameters. "
+        "Streams the file twice (key pass, encode pass); nothing is uploaded.",
+    )
+    p.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    add_config_flags(p)
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace, config: Config) -> int:
+    params = EncodingParams(config.shares_needed, config.shares_total, config.max_segment_size)
+    secret = convergence_secret(config)
+    worst = 0
+    for path in args.files:
+        start = time.monotonic()
+        try:
+            size = path.stat().st_size if path.exists() else 0
+            bar = ProgressBar(path.name, 2 * size)
+            try:
+                cap, _ = encode_file_inline(path, params, secret, bar)
+            finally:
+                bar.close()
+        except UploaderError as exc:
+            worst = worst or report_error(args, exc, file=str(path))
+            continue
+        seconds = time.monotonic() - start
+        if args.json:
+            print(json.dumps({"file": str(path), "cap": str(cap), "size": cap.size, "seconds": round(seconds, 6)}))
+        elif len(args.files) > 1:
+            print(f"{path}: {cap}")
+        else:
+            print(cap)
+    return worst

@@ -1,0 +1,239 @@
+"""One Config, loaded once and passed explicitly (CONVENTIONS.md, "Configuration").
+
+Precedence: defaults < TOML file < ``UPLOADER_<NAME>`` environment < command line. The file is
+``--config PATH``, else ``$UPLOADER_CONFIG``, else ``$XDG_CONFIG_HOME/uploader/uploader.toml``, else
+the configuration of the grid that ``grid start`` made most recently (recorded in the data dir).
+A bad value raises ConfigError naming the setting, its source and what is expected (exit 3).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from uploader.errors import ConfigError
+
+DEFAULT_API_LISTEN = "127.0.0.1:3456"
+LOG_LEVELS = ("debug", "info", "warning", "error")
+ERASURE_BACKENDS = ("auto", "isal", "zfec")
+
+
+def xdg_config_home(env: Mapping[str, str]) -> Path:
+    return Path(env.get("XDG_CONFIG_HOME") or Path(env.get("HOME", "~")).expanduser() / ".config")
+
+
+def default_data_dir(env: Mapping[str, str]) -> Path:
+    base = env.get("XDG_DATA_HOME") or str(Path(env.get("HOME", "~")).expanduser() / ".local" / "share")
+    return Path(base) / "uploader"
+
+
+@dataclass(frozen=True, slots=True)
+class ServerEntry:
+    nurl: str
+    nickname: str | None = None
+
+
+@dataclass(frozen=True)
+class Config:
+    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+    shares_needed: int = 3
+    shares_total: int = 10
+    shares_happy: int = 7  # when unset: min(7, shares_total)
+    max_segment_size: int = 1024 * 1024
+    pipeline_depth: int = 4 * 1024 * 1024  # bytes in flight per server
+    window: int = 8  # segments in flight per upload
+    erasure_backend: str = "auto"
+    convergence_secret_file: Path | None = None  # None: <config dir>/uploader/convergence
+    api_listen: str = DEFAULT_API_LISTEN
+    daemon: str | None = None
+    data_dir: Path = field(default_factory=lambda: default_data_dir(os.environ))
+    connect_timeout_s: float = 10.0
+    request_timeout_s: float = 60.0
+    shutdown_timeout_s: float = 30.0
+    log_level: str = "info"
+    servers: tuple[ServerEntry, ...] = ()
+    source: Path | None = None  # the file this came from, if any (not a setting)
+
+
+# Settings a user may set, with their parser; `servers` and `source` are handled apart.
+def _positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError("expected a whole number")
+    try:
+        number = int(value)
+    except ValueError:
+        raise ValueError("expected a whole number") from None
+    if number < 1:
+        raise ValueError("expected a whole number >= 1")
+    return number
+
+
+def _positive_float(name: str, value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError("expected a number of seconds")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError("expected a number of seconds") from None
+    if not number > 0:
+        raise ValueError("expected a number of seconds > 0")
+    return number
+
+
+def _choice(options: tuple[str, ...]) -> Any:
+    def parse(name: str, value: Any) -> str:
+        if not isinstance(value, str) or value.lower() not in options:
+            raise ValueError(f"expected one of {', '.join(options)}")
+        return value.lower()
+
+    return parse
+
+
+def _path(name: str, value: Any) -> Path:
+    if not isinstance(value, str | Path) or not str(value):
+        raise ValueError("expected a file path")
+    return Path(value).expanduser()
+
+
+def _host_port(name: str, value: Any) -> str:
+    if not isinstance(value, str) or ":" not in value:
+        raise ValueError("expected HOST:PORT")
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError("expected HOST:PORT with a port from 0 to 65535")
+    return value
+
+
+def _url(name: str, value: Any) -> str:
+    if not isinstance(value, str) or not value.startswith(("http://", "https://")):
+        raise ValueError("expected an http:// URL")
+    return value
+
+
+_PARSERS: dict[str, Any] = {
+    "workers": _positive_int,
+    "shares_needed": _positive_int,
+    "shares_total": _positive_int,
+    "shares_happy": _positive_int,
+    "max_segment_size": _positive_int,
+    "pipeline_depth": _positive_int,
+    "window": _positive_int,
+    "erasure_backend": _choice(ERASURE_BACKENDS),
+    "convergence_secret_file": _path,
+    "api_listen": _host_port,
+    "daemon": _url,
+    "data_dir": _path,
+    "connect_timeout_s": _positive_float,
+    "request_timeout_s": _positive_float,
+    "shutdown_timeout_s": _positive_float,
+    "log_level": _choice(LOG_LEVELS),
+}
+SETTINGS = tuple(_PARSERS)
+
+
+def find_config_file(explicit: Path | None, env: Mapping[str, str]) -> Path | None:
+    """The file to read, by CONVENTIONS.md's order; None when there is none."""
+    if explicit is not None:
+        return explicit
+    if env.get("UPLOADER_CONFIG"):
+        return Path(env["UPLOADER_CONFIG"])
+    user = xdg_config_home(env) / "uploader" / "uploader.toml"
+    if user.exists():
+        return user
+    record = Path(env.get("UPLOADER_DATA_DIR") or default_data_dir(env)) / "current-grid"
+    if record.exists():
+        recorded = Path(record.read_text().strip())
+        if recorded.exists():
+            return recorded
+    return None
+
+
+def load_config(path: Path | None, env: Mapping[str, str], cli: Mapping[str, Any]) -> Config:
+    """Defaults < config file < UPLOADER_* environment < command line (``None`` CLI values are unset)."""
+    values: dict[str, Any] = {"data_dir": default_data_dir(env)}
+    servers: tuple[ServerEntry, ...] = ()
+    source = find_config_file(path, env)
+    if source is not None:
+        where = str(source)
+        table = _read_toml(source)
+        for key, raw in table.items():
+            if key == "servers":
+                servers = _parse_servers(raw, where)
+            elif key in _PARSERS:
+                values[key] = _parse(key, raw, f"{where}")
+            else:
+                raise ConfigError(f"unknown setting {key!r} in {where}; known settings: {', '.join(SETTINGS)}, servers")
+        if "data_dir" in table or "convergence_secret_file" in table:
+            base = source.parent
+            for key in ("data_dir", "convergence_secret_file"):
+                if key in table and not values[key].is_absolute():
+                    values[key] = base / values[key]
+    for key in SETTINGS:
+        var = "UPLOADER_" + key.upper()
+        if var in env:
+            values[key] = _parse(key, env[var], var)
+    for key, raw in cli.items():
+        if raw is not None:
+            if key not in _PARSERS:
+                raise KeyError(f"not a setting: {key}")
+            values[key] = _parse(key, raw, "--" + key.replace("_", "-"))
+    if "shares_happy" not in values:
+        values["shares_happy"] = min(Config.shares_happy, values.get("shares_total", Config.shares_total))
+    config = Config(**values, servers=servers, source=source)
+    _check_relations(config)
+    return config
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"configuration file {path} does not exist") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read configuration file {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"configuration file {path} is not valid TOML: {exc}") from None
+
+
+def _parse(key: str, raw: Any, where: str) -> Any:
+    try:
+        return _PARSERS[key](key, raw)
+    except ValueError as exc:
+        raise ConfigError(f"{key} is {raw!r} (from {where}): {exc}") from None
+
+
+def _parse_servers(raw: Any, where: str) -> tuple[ServerEntry, ...]:
+    if not isinstance(raw, list):
+        raise ConfigError(f"servers (from {where}) must be an array of tables: [[servers]] nurl = \"pb://…\"")
+    out = []
+    for i, entry in enumerate(raw):
+        if not isinstance(entry, dict) or not isinstance(entry.get("nurl"), str):
+            raise ConfigError(f"servers[{i}] (from {where}) needs a nurl = \"pb://…#v=1\" string")
+        extra = set(entry) - {"nurl", "nickname"}
+        if extra:
+            raise ConfigError(f"servers[{i}] (from {where}) has unknown keys {sorted(extra)}; expected nurl, nickname")
+        if not entry["nurl"].startswith("pb://"):
+            raise ConfigError(f"servers[{i}].nurl (from {where}) must start with pb://, got {entry['nurl'][:16]!r}…")
+        nickname = entry.get("nickname")
+        if nickname is not None and not isinstance(nickname, str):
+            raise ConfigError(f"servers[{i}].nickname (from {where}) must be a string")
+        out.append(ServerEntry(entry["nurl"], nickname))
+    return tuple(out)
+
+
+def _check_relations(config: Config) -> None:
+    k, n, h = config.shares_needed, config.shares_total, config.shares_happy
+    if not k <= n <= 256:
+        raise ConfigError(f"shares_needed ({k}) and shares_total ({n}) must satisfy 1 <= needed <= total <= 256")
+    if not 1 <= h <= n:
+        raise ConfigError(f"shares_happy ({h}) must be between 1 and shares_total ({n})")
+
+
+def replace(config: Config, **changes: Any) -> Config:
+    return dataclasses.replace(config, **changes)

@@ -1,0 +1,125 @@
+"""Encoding one whole file: the key pass, then every segment, then the trees — streaming.
+
+``FileEncoder`` is the network-process side of pass 2: it takes each segment's hashes (in any
+order) for the trees, and the first k blocks of each segment (the padded ciphertext, zfec being
+systematic) in file order for the flat ciphertext hash — the one sequential per-byte cost the
+network process keeps. ``encode_file_inline`` runs both passes in this process, one segment at
+a time: the single-process baseline that the worker pool is measured against.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from uploader.chk.caps import Cap, ChkCap, LitCap
+from uploader.chk.trees import FileTrailer, HashCollector
+from uploader.errors import LocalIOError, SourceChanged
+from workers.geometry import LIT_MAX_SIZE, EncodingParams, Geometry
+from workers.hashes import TAG_CRYPTTEXT, BytesLike, TaggedHasher
+from workers.keys import ConvergentKeyHasher, random_key
+from workers.segment import EncodedSegment, encode_segment
+from workers.source import FileIdentity, iter_chunks, read_exact
+
+Progress = Callable[[int], None]  # called with a count of bytes just done
+
+
+class FileEncoder:
+    """Collects one file's per-segment results; memory: hashes only, plus out-of-order ciphertext."""
+
+    def __init__(self, geometry: Geometry, key: bytes) -> None:
+        self.geometry = geometry
+        self.key = key
+        self._hashes = HashCollector(geometry)
+        self._flat = TaggedHasher(TAG_CRYPTTEXT)
+        self._next_flat = 0
+        self._waiting: dict[int, Sequence[BytesLike]] = {}
+
+    def add(self, segnum: int, crypttext_hash: bytes, block_hashes: list[bytes], blocks: Sequence[BytesLike]) -> None:
+        """Record segment ``segnum``; ``blocks`` needs only the first k (the ciphertext)."""
+        self._hashes.add(segnum, crypttext_hash, block_hashes)
+        self._waiting[segnum] = blocks[: self.geometry.k]
+        while self._next_flat in self._waiting:
+            seg = self._next_flat
+            pieces = self._waiting.pop(seg)
+            remaining = self.geometry.segment_length(seg)
+            for piece in pieces:  # the tail's zero padding is not ciphertext: trim it
+                view = memoryview(piece)[:remaining]
+                self._flat.update(view)
+                remaining -= len(view)
+            self._next_flat += 1
+
+    def finish(self, layout_version: int | None = None) -> FileTrailer:
+        if self._next_flat != self.geometry.num_segments:
+            raise ValueError(f"segment {self._next_flat} never arrived")
+        return self._hashes.finish(self._flat.digest(), layout_version)
+
+
+def open_source(path: Path) -> tuple[int, FileIdentity]:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError as exc:
+        raise LocalIOError(f"cannot read {path}: {exc.strerror}") from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise LocalIOError(f"{path} is not a regular file")
+    return fd, FileIdentity(st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev)
+
+
+def check_unchanged(path: Path, before: FileIdentity) -> None:
+    """Raise SourceChanged if the file's size, mtime or inode moved since ``before``."""
+    try:
+        now = FileIdentity.of(path)
+    except OSError as exc:
+        raise SourceChanged(f"{path} vanished while it was being encoded: {exc.strerror}") from None
+    if now != before:
+        raise SourceChanged(f"{path} changed while it was being encoded; no cap is given for changed data")
+
+
+def key_pass(fd: int, identity: FileIdentity, params: EncodingParams, secret: bytes | None, progress: Progress | None = None) -> tuple[Geometry, bytes]:
+    """Pass 1 in this process: geometry and key (convergent hash of the whole file, or random)."""
+    g = Geometry.from_params(params, identity.size)
+    if secret is None:
+        return g, random_key()
+    hasher = ConvergentKeyHasher(secret, g)
+    try:
+        for chunk in iter_chunks(fd, identity.size):
+            hasher.update(chunk)
+            if progress:
+                progress(len(chunk))
+    except EOFError as exc:
+        raise SourceChanged(f"source shrank during the key pass: {exc}") from None
+    return g, hasher.key()
+
+
+def encode_file_inline(
+    path: Path, params: EncodingParams, secret: bytes | None, progress: Progress | None = None
+) -> tuple[Cap, FileTrailer | None]:
+    """Both passes in this process, no workers: (cap, trailer); LIT files have no trailer."""
+    fd, identity = open_source(path)
+    try:
+        if identity.size <= LIT_MAX_SIZE:
+            data = read_exact(fd, 0, identity.size)
+            check_unchanged(path, identity)
+            return LitCap(data), None
+        g, key = key_pass(fd, identity, params, secret, progress)
+        enc = FileEncoder(g, key)
+        for seg in range(g.num_segments):
+            off = g.segment_offset(seg)
+            try:
+                plain = read_exact(fd, off, g.segment_length(seg))
+            except EOFError as exc:
+                raise SourceChanged(f"{path} shrank while it was being encoded: {exc}") from None
+            out: EncodedSegment = encode_segment(plain, key, off, g.k, g.n)
+            enc.add(seg, out.crypttext_hash, out.block_hashes, out.blocks)
+            if progress:
+                progress(len(plain))
+        trailer = enc.finish()
+        check_unchanged(path, identity)
+    finally:
+        os.close(fd)
+    cap: ChkCap = trailer.cap(key)
+    return cap, trailer

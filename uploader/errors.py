@@ -1,0 +1,62 @@
+"""Typed errors with exit codes (CONVENTIONS.md) and HTTP statuses.
+
+Errors we caused stay apart from errors a peer caused; ``str(exc)`` says what was expected and
+what arrived. The base class lives in ``workers.errors`` so both sides share it.
+"""
+
+from __future__ import annotations
+
+from workers.errors import FormatError, IntegrityError, MessageError, ParameterError, UploaderError
+
+
+class ConfigError(UploaderError):
+    """A setting with a bad value: names the setting, where it came from, and what is expected."""
+
+    exit_code = 3
+    http_status = 500
+
+
+class NotEnoughServers(UploaderError):
+    """Too few servers accepted shares for servers-of-happiness, or too few hold shares to read."""
+
+    exit_code = 4
+    http_status = 503
+
+
+class NotFound(UploaderError):
+    """No shares for the cap were found on any server."""
+
+    exit_code = 6
+    http_status = 404
+
+
+class LocalIOError(UploaderError):
+    """A local file could not be read or written (source unreadable, destination not writable)."""
+
+    exit_code = 7
+    http_status = 500
+
+
+class SourceChanged(LocalIOError):
+    """The source file changed while it was being encoded; no cap is given for it."""
+
+
+class RemoteProtocolError(UploaderError):
+    """A storage server answered something the protocol does not allow."""
+
+    http_status = 502
+
+
+__all__ = [
+    "ConfigError",
+    "FormatError",
+    "IntegrityError",
+    "LocalIOError",
+    "MessageError",
+    "NotEnoughServers",
+    "NotFound",
+    "ParameterError",
+    "RemoteProtocolError",
+    "SourceChanged",
+    "UploaderError",
+]
