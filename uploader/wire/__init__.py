@@ -1,0 +1,1 @@
+"""Pure GBS (HTTP storage protocol) codec: NURLs, request builders, response parsers."""

@@ -1,0 +1,84 @@
+"""NURLs and SPKI hashes (gbs-http-protocol §2).
+
+``pb://<spki-hash>@<host>:<port>/<swissnum>#v=1`` where spki-hash is
+``base64url_nopad(SHA256(DER(SubjectPublicKeyInfo)))`` — 43 characters. The client trusts a
+server only when the certificate it shows has that SPKI hash.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+from dataclasses import dataclass
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from workers.errors import FormatError
+
+_NURL = re.compile(r"pb://([A-Za-z0-9_-]{43})@([^:/@\s]+|\[[0-9A-Fa-f:]+\]):([0-9]{1,5})/([^/#?\s]+)#v=1")
+
+
+class NurlError(FormatError):
+    """Text that is not a usable GBS NURL."""
+
+
+@dataclass(frozen=True, slots=True)
+class Nurl:
+    spki_hash: str  # base64url, no padding, 43 characters
+    host: str
+    port: int
+    swissnum: str
+
+    def __str__(self) -> str:
+        return f"pb://{self.spki_hash}@{self.host}:{self.port}/{self.swissnum}#v=1"
+
+    def __repr__(self) -> str:  # the swissnum is a secret
+        return f"Nurl({self.host}:{self.port}, spki={self.spki_hash[:8]}…)"
+
+    @property
+    def base_url(self) -> str:
+        return f"https://{self.host}:{self.port}"
+
+    @property
+    def spki_digest(self) -> bytes:
+        return base64.urlsafe_b64decode(self.spki_hash + "=")
+
+
+def parse_nurl(text: str) -> Nurl:
+    """Parse a ``pb://…#v=1`` NURL; raise NurlError saying what was expected."""
+    m = _NURL.fullmatch(text.strip())
+    if not m:
+        raise NurlError(
+            "expected a NURL like pb://<43-char SPKI hash>@<host>:<port>/<swissnum>#v=1, "
+            f"got text starting {text[:12]!r} ({len(text)} characters)"
+        )
+    port = int(m[3])
+    if not 0 < port < 65536:
+        raise NurlError(f"NURL port must be 1..65535, got {port}")
+    return Nurl(m[1], m[2], port, m[4])
+
+
+def spki_hash_of_der_spki(spki_der: bytes) -> str:
+    return base64.urlsafe_b64encode(hashlib.sha256(spki_der).digest()).decode("ascii").rstrip("=")
+
+
+def spki_hash_of_cert(cert_der: bytes) -> str:
+    """The NURL hash of a DER certificate's public key."""
+    try:
+        cert = x509.load_der_x509_certificate(cert_der)
+    except ValueError as exc:
+        raise NurlError(f"server certificate is not valid DER X.509: {exc}") from None
+    spki = cert.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    return spki_hash_of_der_spki(spki)
+
+
+def spki_hash_of_pem_cert(pem: bytes) -> str:
+    cert = x509.load_pem_x509_certificate(pem)
+    return spki_hash_of_cert(cert.public_bytes(Encoding.DER))
+
+
+def lease_seed_of_cert(cert_der: bytes) -> bytes:
+    """The server's lease seed ("tub id"): SHA-1 of its certificate's DER (CONVENTIONS.md)."""
+    return hashlib.sha1(cert_der).digest()
