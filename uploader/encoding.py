@@ -9,14 +9,18 @@ a time: the single-process baseline that the worker pool is measured against.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import stat
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from pathlib import Path
 
 from uploader.chk.caps import Cap, ChkCap, LitCap
 from uploader.chk.trees import FileTrailer, HashCollector
 from uploader.errors import LocalIOError, SourceChanged
+from uploader.supervisor import EncodeResult, JobError, WorkerPool
 from workers.geometry import LIT_MAX_SIZE, EncodingParams, Geometry
 from workers.hashes import TAG_CRYPTTEXT, BytesLike, TaggedHasher
 from workers.keys import ConvergentKeyHasher, random_key
@@ -84,7 +88,7 @@ def key_pass(fd: int, identity: FileIdentity, params: EncodingParams, secret: by
     g = Geometry.from_params(params, identity.size)
     if secret is None:
         return g, random_key()
-    hasher = ConvergentKeyHasher(secret, g)
+    hasher = ConvergentKeyHasher.for_geometry(secret, g)
     try:
         for chunk in iter_chunks(fd, identity.size):
             hasher.update(chunk)
@@ -123,3 +127,75 @@ def encode_file_inline(
         os.close(fd)
     cap: ChkCap = trailer.cap(key)
     return cap, trailer
+
+
+def slot_size_for(params: EncodingParams) -> int:
+    """Bytes for the N blocks of the largest segment these parameters can make."""
+    largest_segment = params.max_segment_size + params.k - 1
+    return params.n * -(-largest_segment // params.k)
+
+
+async def encode_file_pooled(
+    pool: WorkerPool,
+    path: Path,
+    params: EncodingParams,
+    secret: bytes | None,
+    *,
+    window: int,
+    client: Hashable | None = None,
+    progress: Progress | None = None,
+    on_segment: Callable[[EncodeResult], Awaitable[None]] | None = None,
+) -> tuple[Cap, FileTrailer | None]:
+    """Both passes on the worker pool; at most ``window`` segments in flight, results taken in order.
+
+    Workers read the file themselves (path + offset). ``on_segment`` sees each segment's blocks in
+    file order before they are released (the upload sends them from there).
+    """
+    client = client if client is not None else object()
+    fd, identity = open_source(path)
+    try:
+        if identity.size <= LIT_MAX_SIZE:
+            data = read_exact(fd, 0, identity.size)
+            check_unchanged(path, identity)
+            return LitCap(data), None
+    finally:
+        os.close(fd)
+    g = Geometry.from_params(params, identity.size)
+    source = str(path)
+    try:
+        if secret is None:
+            key = random_key()
+        else:
+            key = await pool.key_pass(client, source, identity.size, secret, g.k, g.n, g.segment_size)
+        if progress:
+            progress(identity.size)
+        enc = FileEncoder(g, key)
+        pending: deque[asyncio.Task[EncodeResult]] = deque()
+        next_seg = 0
+        try:
+            while next_seg < g.num_segments or pending:
+                while next_seg < g.num_segments and len(pending) < window:
+                    off, length = g.segment_offset(next_seg), g.segment_length(next_seg)
+                    pending.append(
+                        asyncio.create_task(pool.encode(client, next_seg, key, off, length, g.k, g.n, source=source))
+                    )
+                    next_seg += 1
+                with await pending.popleft() as result:
+                    enc.add(result.segment, result.crypttext_hash, result.block_hashes, result.blocks)
+                    if on_segment is not None:
+                        await on_segment(result)
+                if progress:
+                    progress(g.segment_length(result.segment))
+        finally:
+            for task in pending:
+                task.cancel()
+            for task in pending:
+                with contextlib.suppress(BaseException):
+                    (await task).release()
+    except JobError as exc:
+        if exc.error_class == "SourceError":
+            raise SourceChanged(f"{path}: {exc}") from None
+        raise
+    trailer = enc.finish()
+    check_unchanged(path, identity)
+    return trailer.cap(key), trailer

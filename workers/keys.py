@@ -25,8 +25,12 @@ class ConvergentKeyHasher:
 
     __slots__ = ("_hasher",)
 
-    def __init__(self, secret: bytes, geometry: Geometry) -> None:
-        self._hasher = TaggedHasher(convergence_tag(secret, geometry.k, geometry.n, geometry.segment_size))
+    def __init__(self, secret: bytes, k: int, n: int, segment_size: int) -> None:
+        self._hasher = TaggedHasher(convergence_tag(secret, k, n, segment_size))
+
+    @classmethod
+    def for_geometry(cls, secret: bytes, geometry: Geometry) -> ConvergentKeyHasher:
+        return cls(secret, geometry.k, geometry.n, geometry.segment_size)
 
     def update(self, data: BytesLike) -> None:
         self._hasher.update(data)
@@ -36,7 +40,7 @@ class ConvergentKeyHasher:
 
 
 def convergent_key(secret: bytes, geometry: Geometry, plaintext: BytesLike) -> bytes:
-    hasher = ConvergentKeyHasher(secret, geometry)
+    hasher = ConvergentKeyHasher.for_geometry(secret, geometry)
     hasher.update(plaintext)
     return hasher.key()
 

@@ -26,6 +26,7 @@ class CapError(FormatError):
 
 
 _NUM = r"(0|[1-9][0-9]*)"
+_MAX_DIGITS = 20
 _CHK = re.compile(rf"URI:CHK:([a-z2-7]{{25}}[aeimquy4]):([a-z2-7]{{51}}[aq]):{_NUM}:{_NUM}:{_NUM}")
 _VERIFIER = re.compile(rf"URI:CHK-Verifier:([a-z2-7]{{25}}[aeimquy4]):([a-z2-7]{{51}}[aq]):{_NUM}:{_NUM}:{_NUM}")
 _LIT = re.compile(r"URI:LIT:([a-z2-7]*)")
@@ -122,6 +123,9 @@ def parse_read_cap(text: str) -> ChkCap | LitCap:
 
 
 def _numbers(m: re.Match[str]) -> tuple[int, int, int]:
+    # int() raises ValueError past 4300 digits; no real k, N or size needs more than 2**64's 20.
+    if max(len(m[3]), len(m[4]), len(m[5])) > _MAX_DIGITS:
+        raise CapError(f"cap numbers k, N and size have at most {_MAX_DIGITS} digits")
     k, n, size = int(m[3]), int(m[4]), int(m[5])
     if not 1 <= k <= n <= 256:
         raise CapError(f"cap has k={k}, N={n}; expected 1 <= k <= N <= 256")

@@ -9,7 +9,9 @@ from pathlib import Path
 
 from uploader.cli import add_config_flags, report_error
 from uploader.config import Config
-from uploader.encoding import encode_file_inline
+from uploader import aio
+from uploader.encoding import encode_file_pooled, slot_size_for
+from uploader.supervisor import WorkerPool
 from uploader.errors import UploaderError
 from uploader.progress import ProgressBar
 from uploader.secrets import convergence_secret
@@ -29,26 +31,43 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
+    return aio.run(_run(args, config))
+
+
+async def _run(args: argparse.Namespace, config: Config) -> int:
     params = EncodingParams(config.shares_needed, config.shares_total, config.max_segment_size)
     secret = convergence_secret(config)
     worst = 0
-    for path in args.files:
-        start = time.monotonic()
-        try:
-            size = path.stat().st_size if path.exists() else 0
-            bar = ProgressBar(path.name, 2 * size)
-            try:
-                cap, _ = encode_file_inline(path, params, secret, bar)
-            finally:
-                bar.close()
-        except UploaderError as exc:
-            worst = worst or report_error(args, exc, file=str(path))
-            continue
-        seconds = time.monotonic() - start
-        if args.json:
-            print(json.dumps({"file": str(path), "cap": str(cap), "size": cap.size, "seconds": round(seconds, 6)}))
-        elif len(args.files) > 1:
-            print(f"{path}: {cap}")
-        else:
-            print(cap)
+    pool = WorkerPool(
+        config.workers, slot_count=config.window + 2 * config.workers, slot_size=slot_size_for(params)
+    )
+    await pool.start()
+    try:
+        for path in args.files:
+            worst = await _one(args, config, pool, path, params, secret) or worst
+    finally:
+        await pool.close()
     return worst
+
+
+async def _one(
+    args: argparse.Namespace, config: Config, pool: WorkerPool, path: Path, params: EncodingParams, secret: bytes
+) -> int:
+    start = time.monotonic()
+    try:
+        size = path.stat().st_size if path.exists() else 0
+        bar = ProgressBar(path.name, 2 * size)
+        try:
+            cap, _ = await encode_file_pooled(pool, path, params, secret, window=config.window, progress=bar)
+        finally:
+            bar.close()
+    except UploaderError as exc:
+        return report_error(args, exc, file=str(path))
+    seconds = time.monotonic() - start
+    if args.json:
+        print(json.dumps({"file": str(path), "cap": str(cap), "size": cap.size, "seconds": round(seconds, 6)}))
+    elif len(args.files) > 1:
+        print(f"{path}: {cap}")
+    else:
+        print(cap)
+    return 0

@@ -1,0 +1,429 @@
+"""The worker pool: W spawned worker processes, supervised from the asyncio network process.
+
+- Jobs from different clients (uploads) are served round robin, not first come first served.
+- Each worker holds at most ``per_worker`` jobs (one running, one queued in its socket), and
+  encode jobs also hold a shared-memory slot until the caller releases the result, so jobs in
+  flight are bounded and backpressure reaches the caller (its ``await`` waits).
+- A worker that dies (EOF on its socket, or its process sentinel fires) or hangs (a job past its
+  deadline: it is SIGKILLed) is replaced, and its jobs are re-queued at the front — encoding is
+  deterministic, so re-running is safe. A job that kills three workers fails instead.
+- Workers die with the network process (PR_SET_PDEATHSIG, and EOF), and the arena is a memfd, so
+  nothing is left in /dev/shm.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+import time
+from collections import deque
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+from typing import Any
+
+from uploader.errors import UploaderError
+from workers.errors import MessageError
+from workers.main import send_arena, worker_main
+from workers.messages import (
+    FRAME_HEADER,
+    MAX_FRAME,
+    DecodeSegment,
+    EncodeSegment,
+    JobFailed,
+    KeyPass,
+    KeyReady,
+    Message,
+    SegmentDecoded,
+    SegmentEncoded,
+    Shutdown,
+    WorkerReady,
+    frame,
+    read_frame_length,
+    unpack,
+)
+from workers.slots import Arena
+
+log = logging.getLogger("uploader.pool")
+
+MAX_ATTEMPTS = 3
+
+
+class PoolError(UploaderError):
+    """The pool could not run a job (closed, or the job kept killing workers)."""
+
+
+class JobError(UploaderError):
+    """A job failed in a worker for a reason it could report (e.g. the source file is unreadable)."""
+
+    def __init__(self, error_class: str, message: str) -> None:
+        super().__init__(message)
+        self.error_class = error_class
+        if error_class == "SourceError":
+            self.exit_code = 7
+
+
+@dataclass
+class _Job:
+    client: Hashable
+    msg: Message
+    future: asyncio.Future[Message]
+    timeout_s: float
+    attempts: int = 0
+
+
+@dataclass
+class _Worker:
+    index: int
+    process: Any  # multiprocessing.Process (spawn context)
+    writer: asyncio.StreamWriter
+    reader_task: asyncio.Task[None] | None = None
+    inflight: deque[_Job] = field(default_factory=deque)
+    busy_since: float = 0.0
+    retiring: bool = False
+    dead: bool = False
+
+
+@dataclass
+class EncodeResult:
+    """One encoded segment. ``blocks[j]`` may be a view into a shared slot: call ``release()``
+    (or use ``with``) once every block has been sent, and do not touch the views afterwards."""
+
+    segment: int
+    crypttext_hash: bytes
+    block_hashes: list[bytes]
+    block_size: int
+    blocks: list[memoryview]
+    _pool: WorkerPool | None = None
+    _slot: int = -1
+
+    def release(self) -> None:
+        for view in self.blocks:
+            view.release()
+        self.blocks = []
+        if self._pool is not None and self._slot >= 0:
+            self._pool._free_slot(self._slot)
+            self._pool = None
+
+    def __enter__(self) -> EncodeResult:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+class WorkerPool:
+    def __init__(
+        self,
+        workers: int,
+        *,
+        slot_count: int = 0,
+        slot_size: int = 0,
+        per_worker: int = 2,
+        job_timeout_s: float = 30.0,
+        backend: str = "zfec",
+    ) -> None:
+        if workers < 1:
+            raise ValueError("a pool needs at least one worker")
+        self.size = workers
+        self.per_worker = per_worker
+        self.job_timeout_s = job_timeout_s
+        self.backend = backend
+        self._slot_count = slot_count or 2 * workers + 4
+        self._slot_size = slot_size
+        self._arena: Arena | None = None
+        self._free_slots: deque[int] = deque()
+        self._slot_waiters: deque[asyncio.Future[None]] = deque()
+        self._workers: list[_Worker] = []
+        self._queues: dict[Hashable, deque[_Job]] = {}
+        self._rr: deque[Hashable] = deque()
+        self._ids = itertools.count(1)
+        self._closed = False
+        self._watchdog: asyncio.Task[None] | None = None
+        self._ctx = multiprocessing.get_context("spawn")
+        self._index = itertools.count()
+        self.restarts = 0
+        self.busy_s: dict[int, float] = {}
+
+    # ---- lifecycle -------------------------------------------------------------------------
+    async def start(self) -> None:
+        if self._slot_size:
+            self._arena = Arena.create(self._slot_count, self._slot_size)
+            self._free_slots.extend(range(self._slot_count))
+        await asyncio.gather(*(self._spawn() for _ in range(self.size)))
+        self._watchdog = asyncio.create_task(self._watch())
+
+    async def __aenter__(self) -> WorkerPool:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def live_workers(self) -> int:
+        return sum(1 for w in self._workers if not w.dead and not w.retiring)
+
+    def worker_pids(self) -> list[int]:
+        return [w.process.pid for w in self._workers if not w.dead and not w.retiring]
+
+    async def _spawn(self) -> None:
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        proc = self._ctx.Process(
+            target=worker_main, args=(child, os.getpid(), self.backend), daemon=True, name="uploader-worker"
+        )
+        proc.start()
+        child.close()
+        if self._arena is not None:
+            send_arena(parent, self._arena)
+        else:
+            socket.send_fds(parent, [bytes(16)], [])  # an empty arena hello: no slots
+        parent.setblocking(False)
+        reader, writer = await asyncio.open_unix_connection(sock=parent, limit=MAX_FRAME)
+        ready = await _read_message(reader)
+        if not isinstance(ready, WorkerReady):
+            raise PoolError(f"worker sent {type(ready).__name__} instead of WorkerReady")
+        worker = _Worker(next(self._index), proc, writer)
+        worker.reader_task = asyncio.create_task(self._read_loop(worker, reader))
+        self._workers.append(worker)
+        self._dispatch()
+
+    async def close(self) -> None:
+        """Stop every worker (Shutdown, then SIGKILL after a grace period) and fail queued jobs."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._watchdog:
+            self._watchdog.cancel()
+        for queue in self._queues.values():
+            for job in queue:
+                if not job.future.done():
+                    job.future.set_exception(PoolError("the worker pool was closed before the job ran"))
+        self._queues.clear()
+        self._rr.clear()
+        for w in self._workers:
+            for job in w.inflight:
+                if not job.future.done():
+                    job.future.set_exception(PoolError("the worker pool was closed while the job ran"))
+            if not w.dead:
+                with contextlib.suppress(Exception):
+                    w.writer.write(frame(Shutdown("pool closing")))
+        deadline = time.monotonic() + 3.0
+        for w in self._workers:
+            while w.process.is_alive() and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+            if w.process.is_alive():
+                w.process.kill()
+            w.process.join(1.0)
+            w.writer.close()
+            if w.reader_task:
+                w.reader_task.cancel()
+        for waiter in self._slot_waiters:
+            if not waiter.done():
+                waiter.set_exception(PoolError("the worker pool was closed"))
+        if self._arena is not None:
+            self._arena.close()
+
+    async def resize(self, workers: int) -> None:
+        """Grow or shrink to ``workers`` live workers without failing any job."""
+        if workers < 1:
+            raise ValueError("a pool needs at least one worker")
+        self.size = workers
+        live = [w for w in self._workers if not w.dead and not w.retiring]
+        for _ in range(workers - len(live)):
+            await self._spawn()
+        for w in live[workers:]:
+            w.retiring = True  # takes no new jobs; shut down once its queue drains
+            self._retire_if_idle(w)
+
+    def _retire_if_idle(self, w: _Worker) -> None:
+        if w.retiring and not w.inflight and not w.dead:
+            with contextlib.suppress(Exception):
+                w.writer.write(frame(Shutdown("pool shrinking")))
+
+    # ---- jobs --------------------------------------------------------------------------------
+    async def encode(
+        self,
+        client: Hashable,
+        segment: int,
+        key: bytes,
+        offset: int,
+        length: int,
+        k: int,
+        n: int,
+        *,
+        source: str = "",
+        data: bytes | None = None,
+    ) -> EncodeResult:
+        """Encode one segment in a worker; waits for a slot first (backpressure)."""
+        padded = -(-length // k) * k
+        need = n * (padded // k)
+        slot = await self._take_slot() if self._arena is not None and need <= self._slot_size else -1
+        try:
+            msg = EncodeSegment(0, segment, key, offset, length, source, data, k, n, slot)
+            reply = await self._submit(client, msg, self.job_timeout_s + length / 2e6)
+        except BaseException:
+            if slot >= 0:
+                self._free_slot(slot)
+            raise
+        assert isinstance(reply, SegmentEncoded)
+        if slot >= 0:
+            assert self._arena is not None
+            base = self._arena.slot(slot)
+            bs = reply.block_size
+            blocks = [base[j * bs : (j + 1) * bs] for j in range(n)]
+            base.release()
+        else:
+            assert reply.blocks is not None
+            blocks = [memoryview(b) for b in reply.blocks]
+        return EncodeResult(segment, reply.crypttext_hash, reply.block_hashes, reply.block_size, blocks, self, slot)
+
+    async def key_pass(
+        self, client: Hashable, source: str, size: int, secret: bytes, k: int, n: int, segment_size: int
+    ) -> bytes:
+        msg = KeyPass(0, source, size, secret, k, n, segment_size)
+        reply = await self._submit(client, msg, self.job_timeout_s + size / 20e6)
+        assert isinstance(reply, KeyReady)
+        return reply.key
+
+    async def decode(self, client: Hashable, msg: DecodeSegment) -> SegmentDecoded:
+        reply = await self._submit(client, msg, self.job_timeout_s + msg.length / 2e6)
+        assert isinstance(reply, SegmentDecoded)
+        return reply
+
+    async def _submit(self, client: Hashable, msg: Message, timeout_s: float) -> Message:
+        if self._closed:
+            raise PoolError("the worker pool is closed")
+        loop = asyncio.get_running_loop()
+        job_id = next(self._ids)
+        msg = _with_job(msg, job_id)
+        job = _Job(client, msg, loop.create_future(), timeout_s)
+        self._enqueue(job, front=False)
+        self._dispatch()
+        reply = await job.future
+        if isinstance(reply, JobFailed):
+            raise JobError(reply.error_class, reply.message)
+        return reply
+
+    def _enqueue(self, job: _Job, *, front: bool) -> None:
+        queue = self._queues.setdefault(job.client, deque())
+        if not queue and job.client not in self._rr:
+            self._rr.append(job.client)
+        if front:
+            queue.appendleft(job)
+        else:
+            queue.append(job)
+
+    def _dispatch(self) -> None:
+        """Hand queued jobs to workers with room, taking one job per client in turn."""
+        while self._rr:
+            candidates = [w for w in self._workers if not w.dead and not w.retiring and len(w.inflight) < self.per_worker]
+            if not candidates:
+                return
+            worker = min(candidates, key=lambda w: len(w.inflight))
+            client = self._rr.popleft()
+            queue = self._queues[client]
+            job = queue.popleft()
+            if queue:
+                self._rr.append(client)
+            else:
+                del self._queues[client]
+            if job.future.done():  # cancelled by its caller while queued
+                continue
+            if not worker.inflight:
+                worker.busy_since = time.monotonic()
+            worker.inflight.append(job)
+            worker.writer.write(frame(job.msg))
+
+    # ---- slots -------------------------------------------------------------------------------
+    async def _take_slot(self) -> int:
+        while not self._free_slots:
+            waiter = asyncio.get_running_loop().create_future()
+            self._slot_waiters.append(waiter)
+            await waiter
+        return self._free_slots.popleft()
+
+    def _free_slot(self, slot: int) -> None:
+        self._free_slots.append(slot)
+        while self._slot_waiters:
+            waiter = self._slot_waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                break
+
+    # ---- supervision -------------------------------------------------------------------------
+    async def _read_loop(self, w: _Worker, reader: asyncio.StreamReader) -> None:
+        try:
+            while True:
+                msg = await _read_message(reader)
+                if not w.inflight:
+                    raise PoolError(f"worker {w.index} answered a job it was not given")
+                job = w.inflight.popleft()
+                now = time.monotonic()
+                self.busy_s[w.index] = self.busy_s.get(w.index, 0.0) + now - w.busy_since
+                w.busy_since = now
+                if getattr(msg, "job", None) != job.msg.job:  # type: ignore[union-attr]
+                    raise PoolError(f"worker {w.index} answered job {getattr(msg, 'job', '?')}, expected {job.msg.job}")  # type: ignore[union-attr]
+                if not job.future.done():
+                    job.future.set_result(msg)
+                self._retire_if_idle(w)
+                self._dispatch()
+        except (asyncio.IncompleteReadError, ConnectionError, MessageError, PoolError) as exc:
+            if not self._closed:
+                log.warning("worker %d (pid %s) lost: %s", w.index, w.process.pid, exc or type(exc).__name__)
+                await self._replace(w)
+
+    async def _replace(self, w: _Worker) -> None:
+        if w.dead:
+            return
+        w.dead = True
+        if w.process.is_alive():
+            w.process.kill()
+        await asyncio.get_running_loop().run_in_executor(None, w.process.join, 5.0)
+        w.writer.close()
+        self._workers.remove(w)
+        for job in reversed(w.inflight):
+            job.attempts += 1
+            if job.future.done():
+                continue
+            if job.attempts >= MAX_ATTEMPTS:
+                job.future.set_exception(PoolError(f"a job ended {MAX_ATTEMPTS} workers; giving it up"))
+            else:
+                self._enqueue(job, front=True)
+        w.inflight.clear()
+        if self._closed or w.retiring:
+            return
+        self.restarts += 1
+        await self._spawn()
+
+    async def _watch(self) -> None:
+        while not self._closed:
+            await asyncio.sleep(0.25)
+            now = time.monotonic()
+            for w in list(self._workers):
+                if w.dead:
+                    continue
+                if not w.process.is_alive():
+                    asyncio.create_task(self._replace(w))
+                elif w.inflight and now - w.busy_since > w.inflight[0].timeout_s:
+                    log.warning("worker %d (pid %s) hung on a job for %.1f s: killing it", w.index, w.process.pid, now - w.busy_since)
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(w.process.pid, signal.SIGKILL)
+                    asyncio.create_task(self._replace(w))
+
+
+def _with_job(msg: Message, job_id: int) -> Message:
+    import dataclasses
+
+    return dataclasses.replace(msg, job=job_id)  # type: ignore[type-var]
+
+
+async def _read_message(reader: asyncio.StreamReader) -> Message:
+    header = await reader.readexactly(FRAME_HEADER.size)
+    body = await reader.readexactly(read_frame_length(header, MAX_FRAME))
+    return unpack(body)
