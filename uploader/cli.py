@@ -26,14 +26,23 @@ VERSION = "0.1.0"
 def add_config_flags(parser: argparse.ArgumentParser, *, encoding: bool = True) -> None:
     """The flags every command shares (CONVENTIONS.md "Common flags"); None means "not given"."""
     parser.add_argument("--config", type=Path, help="TOML configuration file (default: see README)")
-    parser.add_argument("--json", action="store_true", help="print JSON Lines on stdout, one object per result")
+    parser.add_argument(
+        "--json", action="store_true", help="print JSON Lines on stdout, one object per result"
+    )
     parser.add_argument("--workers", type=int, metavar="W", help="worker processes (default: CPU count)")
     if encoding:
-        parser.add_argument("-k", "--shares-needed", type=int, metavar="K", help="shares needed to read (default 3)")
-        parser.add_argument("-n", "--shares-total", type=int, metavar="N", help="shares made (default 10)")
-        parser.add_argument("--happy", dest="shares_happy", type=int, metavar="H", help="servers of happiness (default 7)")
         parser.add_argument(
-            "--max-segment-size", type=int, metavar="BYTES", help="maximum segment size (default 1048576; changes caps)"
+            "-k", "--shares-needed", type=int, metavar="K", help="shares needed to read (default 3)"
+        )
+        parser.add_argument("-n", "--shares-total", type=int, metavar="N", help="shares made (default 10)")
+        parser.add_argument(
+            "--happy", dest="shares_happy", type=int, metavar="H", help="servers of happiness (default 7)"
+        )
+        parser.add_argument(
+            "--max-segment-size",
+            type=int,
+            metavar="BYTES",
+            help="maximum segment size (default 1048576; changes caps)",
         )
         parser.add_argument(
             "--convergence-secret-file",

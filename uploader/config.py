@@ -167,7 +167,9 @@ def load_config(path: Path | None, env: Mapping[str, str], cli: Mapping[str, Any
             elif key in _PARSERS:
                 values[key] = _parse(key, raw, f"{where}")
             else:
-                raise ConfigError(f"unknown setting {key!r} in {where}; known settings: {', '.join(SETTINGS)}, servers")
+                raise ConfigError(
+                    f"unknown setting {key!r} in {where}; known settings: {', '.join(SETTINGS)}, servers"
+                )
         if "data_dir" in table or "convergence_secret_file" in table:
             base = source.parent
             for key in ("data_dir", "convergence_secret_file"):
@@ -210,16 +212,20 @@ def _parse(key: str, raw: Any, where: str) -> Any:
 
 def _parse_servers(raw: Any, where: str) -> tuple[ServerEntry, ...]:
     if not isinstance(raw, list):
-        raise ConfigError(f"servers (from {where}) must be an array of tables: [[servers]] nurl = \"pb://…\"")
+        raise ConfigError(f'servers (from {where}) must be an array of tables: [[servers]] nurl = "pb://…"')
     out = []
     for i, entry in enumerate(raw):
         if not isinstance(entry, dict) or not isinstance(entry.get("nurl"), str):
-            raise ConfigError(f"servers[{i}] (from {where}) needs a nurl = \"pb://…#v=1\" string")
+            raise ConfigError(f'servers[{i}] (from {where}) needs a nurl = "pb://…#v=1" string')
         extra = set(entry) - {"nurl", "nickname"}
         if extra:
-            raise ConfigError(f"servers[{i}] (from {where}) has unknown keys {sorted(extra)}; expected nurl, nickname")
+            raise ConfigError(
+                f"servers[{i}] (from {where}) has unknown keys {sorted(extra)}; expected nurl, nickname"
+            )
         if not entry["nurl"].startswith("pb://"):
-            raise ConfigError(f"servers[{i}].nurl (from {where}) must start with pb://, got {entry['nurl'][:16]!r}…")
+            raise ConfigError(
+                f"servers[{i}].nurl (from {where}) must start with pb://, got {entry['nurl'][:16]!r}…"
+            )
         nickname = entry.get("nickname")
         if nickname is not None and not isinstance(nickname, str):
             raise ConfigError(f"servers[{i}].nickname (from {where}) must be a string")
@@ -230,7 +236,9 @@ def _parse_servers(raw: Any, where: str) -> tuple[ServerEntry, ...]:
 def _check_relations(config: Config) -> None:
     k, n, h = config.shares_needed, config.shares_total, config.shares_happy
     if not k <= n <= 256:
-        raise ConfigError(f"shares_needed ({k}) and shares_total ({n}) must satisfy 1 <= needed <= total <= 256")
+        raise ConfigError(
+            f"shares_needed ({k}) and shares_total ({n}) must satisfy 1 <= needed <= total <= 256"
+        )
     if not 1 <= h <= n:
         raise ConfigError(f"shares_happy ({h}) must be between 1 and shares_total ({n})")
 

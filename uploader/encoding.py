@@ -41,7 +41,9 @@ class FileEncoder:
         self._next_flat = 0
         self._waiting: dict[int, Sequence[BytesLike]] = {}
 
-    def add(self, segnum: int, crypttext_hash: bytes, block_hashes: list[bytes], blocks: Sequence[BytesLike]) -> None:
+    def add(
+        self, segnum: int, crypttext_hash: bytes, block_hashes: list[bytes], blocks: Sequence[BytesLike]
+    ) -> None:
         """Record segment ``segnum``; ``blocks`` needs only the first k (the ciphertext)."""
         self._hashes.add(segnum, crypttext_hash, block_hashes)
         self._waiting[segnum] = blocks[: self.geometry.k]
@@ -83,7 +85,13 @@ def check_unchanged(path: Path, before: FileIdentity) -> None:
         raise SourceChanged(f"{path} changed while it was being encoded; no cap is given for changed data")
 
 
-def key_pass(fd: int, identity: FileIdentity, params: EncodingParams, secret: bytes | None, progress: Progress | None = None) -> tuple[Geometry, bytes]:
+def key_pass(
+    fd: int,
+    identity: FileIdentity,
+    params: EncodingParams,
+    secret: bytes | None,
+    progress: Progress | None = None,
+) -> tuple[Geometry, bytes]:
     """Pass 1 in this process: geometry and key (convergent hash of the whole file, or random)."""
     g = Geometry.from_params(params, identity.size)
     if secret is None:
@@ -177,7 +185,9 @@ async def encode_file_pooled(
                 while next_seg < g.num_segments and len(pending) < window:
                     off, length = g.segment_offset(next_seg), g.segment_length(next_seg)
                     pending.append(
-                        asyncio.create_task(pool.encode(client, next_seg, key, off, length, g.k, g.n, source=source))
+                        asyncio.create_task(
+                            pool.encode(client, next_seg, key, off, length, g.k, g.n, source=source)
+                        )
                     )
                     next_seg += 1
                 with await pending.popleft() as result:

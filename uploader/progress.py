@@ -10,7 +10,9 @@ from typing import TextIO
 class ProgressBar:
     """Bytes done of a total, with MB/s (MB = 10^6 bytes); redraws at most 10 times a second."""
 
-    def __init__(self, label: str, total: int, stream: TextIO | None = None, enabled: bool | None = None) -> None:
+    def __init__(
+        self, label: str, total: int, stream: TextIO | None = None, enabled: bool | None = None
+    ) -> None:
         self.stream = stream or sys.stderr
         self.enabled = self.stream.isatty() if enabled is None else enabled
         self.label = label

@@ -23,7 +23,7 @@ import signal
 import socket
 import time
 from collections import deque
-from collections.abc import Hashable
+from collections.abc import Coroutine, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -148,6 +148,8 @@ class WorkerPool:
         self._ctx = multiprocessing.get_context("spawn")
         self._index = itertools.count()
         self.restarts = 0
+        self._spawning = 0
+        self._tasks: set[asyncio.Task[None]] = set()
         self.busy_s: dict[int, float] = {}
 
     # ---- lifecycle -------------------------------------------------------------------------
@@ -200,6 +202,8 @@ class WorkerPool:
         self._closed = True
         if self._watchdog:
             self._watchdog.cancel()
+        for task in list(self._tasks):
+            task.cancel()
         for queue in self._queues.values():
             for job in queue:
                 if not job.future.done():
@@ -281,7 +285,9 @@ class WorkerPool:
         else:
             assert reply.blocks is not None
             blocks = [memoryview(b) for b in reply.blocks]
-        return EncodeResult(segment, reply.crypttext_hash, reply.block_hashes, reply.block_size, blocks, self, slot)
+        return EncodeResult(
+            segment, reply.crypttext_hash, reply.block_hashes, reply.block_size, blocks, self, slot
+        )
 
     async def key_pass(
         self, client: Hashable, source: str, size: int, secret: bytes, k: int, n: int, segment_size: int
@@ -322,7 +328,11 @@ class WorkerPool:
     def _dispatch(self) -> None:
         """Hand queued jobs to workers with room, taking one job per client in turn."""
         while self._rr:
-            candidates = [w for w in self._workers if not w.dead and not w.retiring and len(w.inflight) < self.per_worker]
+            candidates = [
+                w
+                for w in self._workers
+                if not w.dead and not w.retiring and len(w.inflight) < self.per_worker
+            ]
             if not candidates:
                 return
             worker = min(candidates, key=lambda w: len(w.inflight))
@@ -368,7 +378,9 @@ class WorkerPool:
                 self.busy_s[w.index] = self.busy_s.get(w.index, 0.0) + now - w.busy_since
                 w.busy_since = now
                 if getattr(msg, "job", None) != job.msg.job:  # type: ignore[union-attr]
-                    raise PoolError(f"worker {w.index} answered job {getattr(msg, 'job', '?')}, expected {job.msg.job}")  # type: ignore[union-attr]
+                    raise PoolError(
+                        f"worker {w.index} answered job {getattr(msg, 'job', '?')}, expected {job.msg.job}"
+                    )  # type: ignore[union-attr]
                 if not job.future.done():
                     job.future.set_result(msg)
                 self._retire_if_idle(w)
@@ -382,10 +394,17 @@ class WorkerPool:
         if w.dead:
             return
         w.dead = True
+        w.writer.close()
         if w.process.is_alive():
             w.process.kill()
-        await asyncio.get_running_loop().run_in_executor(None, w.process.join, 5.0)
-        w.writer.close()
+        self._spawning += 1
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, w.process.join, 5.0)
+            await self._requeue_and_respawn(w)
+        finally:
+            self._spawning -= 1
+
+    async def _requeue_and_respawn(self, w: _Worker) -> None:
         self._workers.remove(w)
         for job in reversed(w.inflight):
             job.attempts += 1
@@ -401,6 +420,18 @@ class WorkerPool:
         self.restarts += 1
         await self._spawn()
 
+    def _background(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def wait_for_workers(self, timeout_s: float = 10.0) -> bool:
+        """Wait until every replacement has started and W workers are live; False on timeout."""
+        deadline = time.monotonic() + timeout_s
+        while (self._spawning or self.live_workers < self.size) and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        return self.live_workers == self.size and not self._spawning
+
     async def _watch(self) -> None:
         while not self._closed:
             await asyncio.sleep(0.25)
@@ -409,12 +440,17 @@ class WorkerPool:
                 if w.dead:
                     continue
                 if not w.process.is_alive():
-                    asyncio.create_task(self._replace(w))
+                    self._background(self._replace(w))
                 elif w.inflight and now - w.busy_since > w.inflight[0].timeout_s:
-                    log.warning("worker %d (pid %s) hung on a job for %.1f s: killing it", w.index, w.process.pid, now - w.busy_since)
+                    log.warning(
+                        "worker %d (pid %s) hung on a job for %.1f s: killing it",
+                        w.index,
+                        w.process.pid,
+                        now - w.busy_since,
+                    )
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(w.process.pid, signal.SIGKILL)
-                    asyncio.create_task(self._replace(w))
+                    self._background(self._replace(w))
 
 
 def _with_job(msg: Message, job_id: int) -> Message:

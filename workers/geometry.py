@@ -46,7 +46,9 @@ class EncodingParams:
 
     def __post_init__(self) -> None:
         if not 1 <= self.k <= self.n <= 256:
-            raise ParameterError(f"shares needed/total must satisfy 1 <= k <= N <= 256, got k={self.k}, N={self.n}")
+            raise ParameterError(
+                f"shares needed/total must satisfy 1 <= k <= N <= 256, got k={self.k}, N={self.n}"
+            )
         if self.max_segment_size < 1:
             raise ParameterError(f"max segment size must be >= 1 byte, got {self.max_segment_size}")
 

@@ -59,7 +59,9 @@ def _read_into(path: str, offset: int, view: memoryview) -> None:
         while got < len(view):
             n = os.preadv(fd, [view[got:]], offset + got)
             if n == 0:
-                raise SourceError(f"source {path} ended at {offset + got} bytes, expected {offset + len(view)}")
+                raise SourceError(
+                    f"source {path} ended at {offset + got} bytes, expected {offset + len(view)}"
+                )
             got += n
     finally:
         os.close(fd)
@@ -112,7 +114,11 @@ def key_pass_job(msg: KeyPass) -> KeyReady:
 
 
 def decode_segment_job(msg: DecodeSegment) -> SegmentDecoded:
-    bad = [num for num, block, h in zip(msg.block_nums, msg.blocks, msg.block_hashes, strict=True) if block_hash(block) != h]
+    bad = [
+        num
+        for num, block, h in zip(msg.block_nums, msg.blocks, msg.block_hashes, strict=True)
+        if block_hash(block) != h
+    ]
     if bad:
         return SegmentDecoded(msg.job, msg.segment, bad, None)
     blocks = dict(zip(msg.block_nums, msg.blocks, strict=True))

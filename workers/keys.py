@@ -10,7 +10,14 @@ from __future__ import annotations
 import os
 
 from workers.geometry import Geometry
-from workers.hashes import TAG_CONVERGENT_KEY, TAG_STORAGE_INDEX, BytesLike, TaggedHasher, netstring, tagged_hash
+from workers.hashes import (
+    TAG_CONVERGENT_KEY,
+    TAG_STORAGE_INDEX,
+    BytesLike,
+    TaggedHasher,
+    netstring,
+    tagged_hash,
+)
 
 KEY_SIZE = 16
 

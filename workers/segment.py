@@ -65,7 +65,9 @@ def decode_ciphertext(blocks: dict[int, BytesLike], k: int, n: int, length: int)
     return data[:length]
 
 
-def decode_segment(blocks: dict[int, BytesLike], key: bytes, offset: int, k: int, n: int, length: int) -> bytes:
+def decode_segment(
+    blocks: dict[int, BytesLike], key: bytes, offset: int, k: int, n: int, length: int
+) -> bytes:
     """The plaintext segment at ``offset`` from any k blocks; the caller has verified the blocks."""
     return aes_ctr(key, offset, decode_ciphertext(blocks, k, n, length))
 

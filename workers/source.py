@@ -50,5 +50,3 @@ def iter_chunks(fd: int, size: int, chunk: int = READ_CHUNK) -> Iterator[bytes]:
         n = min(chunk, size - offset)
         yield read_exact(fd, offset, n)
         offset += n
-
-

@@ -28,7 +28,9 @@ class CapError(FormatError):
 _NUM = r"(0|[1-9][0-9]*)"
 _MAX_DIGITS = 20
 _CHK = re.compile(rf"URI:CHK:([a-z2-7]{{25}}[aeimquy4]):([a-z2-7]{{51}}[aq]):{_NUM}:{_NUM}:{_NUM}")
-_VERIFIER = re.compile(rf"URI:CHK-Verifier:([a-z2-7]{{25}}[aeimquy4]):([a-z2-7]{{51}}[aq]):{_NUM}:{_NUM}:{_NUM}")
+_VERIFIER = re.compile(
+    rf"URI:CHK-Verifier:([a-z2-7]{{25}}[aeimquy4]):([a-z2-7]{{51}}[aq]):{_NUM}:{_NUM}:{_NUM}"
+)
 _LIT = re.compile(r"URI:LIT:([a-z2-7]*)")
 
 
@@ -41,9 +43,7 @@ class VerifyCap:
     size: int
 
     def __str__(self) -> str:
-        return (
-            f"URI:CHK-Verifier:{b32encode(self.storage_index)}:{b32encode(self.ueb_hash)}:{self.k}:{self.n}:{self.size}"
-        )
+        return f"URI:CHK-Verifier:{b32encode(self.storage_index)}:{b32encode(self.ueb_hash)}:{self.k}:{self.n}:{self.size}"
 
 
 @dataclass(frozen=True, slots=True)

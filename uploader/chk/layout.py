@@ -106,7 +106,11 @@ class ShareLayout:
         return _V2.pack(2, *fields)
 
     def pack_trailer(
-        self, crypttext_tree: Sequence[bytes], block_tree: Sequence[bytes], chain: Sequence[tuple[int, bytes]], ueb: bytes
+        self,
+        crypttext_tree: Sequence[bytes],
+        block_tree: Sequence[bytes],
+        chain: Sequence[tuple[int, bytes]],
+        ueb: bytes,
     ) -> bytes:
         """Sections 2-7: everything after the data area, for one share."""
         ht = self.crypttext_hash_tree - self.plaintext_hash_tree
@@ -180,7 +184,8 @@ class ParsedShare:
     def chain(self) -> list[tuple[int, bytes]]:
         lay = self.layout
         return [
-            _CHAIN_ENTRY.unpack_from(self.raw, off) for off in range(lay.share_hashes, lay.uri_extension, CHAIN_ENTRY_SIZE)
+            _CHAIN_ENTRY.unpack_from(self.raw, off)
+            for off in range(lay.share_hashes, lay.uri_extension, CHAIN_ENTRY_SIZE)
         ]
 
     def block(self, segnum: int, length: int) -> bytes:

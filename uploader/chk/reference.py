@@ -96,7 +96,9 @@ def find_ueb(cap: ChkCap | VerifyCap, shares: Mapping[int, bytes]) -> UEB:
     raise IntegrityError("no share holds a UEB matching the cap's UEB hash")
 
 
-def check_shares(cap: ChkCap | VerifyCap, shares: Mapping[int, bytes]) -> tuple[UEB, dict[int, CheckedShare], dict[int, str]]:
+def check_shares(
+    cap: ChkCap | VerifyCap, shares: Mapping[int, bytes]
+) -> tuple[UEB, dict[int, CheckedShare], dict[int, str]]:
     """(UEB, good shares, {shnum: why rejected}) — structure and trees only, not the blocks."""
     ueb = find_ueb(cap, shares)
     good: dict[int, CheckedShare] = {}

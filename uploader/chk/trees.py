@@ -33,7 +33,9 @@ class HashCollector:
 
     def add(self, segnum: int, crypttext_hash: bytes, block_hashes: list[bytes]) -> None:
         if len(block_hashes) != self.geometry.n:
-            raise ValueError(f"segment {segnum} has {len(block_hashes)} block hashes, expected {self.geometry.n}")
+            raise ValueError(
+                f"segment {segnum} has {len(block_hashes)} block hashes, expected {self.geometry.n}"
+            )
         at = segnum * HASH
         self._crypttext[at : at + HASH] = crypttext_hash
         for share, h in zip(self._blocks, block_hashes, strict=True):
@@ -88,7 +90,9 @@ class FileTrailer:
 
     def share_trailer(self, shnum: int) -> bytes:
         """Every byte of share ``shnum`` after its data area."""
-        return self.layout.pack_trailer(self.crypttext_tree, self.block_trees[shnum], self.chain(shnum), self.ueb_bytes)
+        return self.layout.pack_trailer(
+            self.crypttext_tree, self.block_trees[shnum], self.chain(shnum), self.ueb_bytes
+        )
 
 
 def expected_layout(geometry: Geometry, version: int | None = None) -> ShareLayout:

@@ -48,7 +48,9 @@ class UEB:
     share_root_hash: bytes
 
     @classmethod
-    def build(cls, geometry: Geometry, crypttext_hash: bytes, crypttext_root_hash: bytes, share_root_hash: bytes) -> UEB:
+    def build(
+        cls, geometry: Geometry, crypttext_hash: bytes, crypttext_root_hash: bytes, share_root_hash: bytes
+    ) -> UEB:
         g = geometry
         return cls(
             g.segment_size,
@@ -85,7 +87,9 @@ class UEB:
 
     def geometry(self) -> Geometry:
         tail = self.size - (self.num_segments - 1) * self.segment_size
-        return Geometry(self.k, self.n, self.size, self.segment_size, self.num_segments, tail, self.padded_tail_size)
+        return Geometry(
+            self.k, self.n, self.size, self.segment_size, self.num_segments, tail, self.padded_tail_size
+        )
 
 
 def ueb_hash(ueb_bytes: bytes) -> bytes:

@@ -51,7 +51,12 @@ async def _run(args: argparse.Namespace, config: Config) -> int:
 
 
 async def _one(
-    args: argparse.Namespace, config: Config, pool: WorkerPool, path: Path, params: EncodingParams, secret: bytes
+    args: argparse.Namespace,
+    config: Config,
+    pool: WorkerPool,
+    path: Path,
+    params: EncodingParams,
+    secret: bytes,
 ) -> int:
     start = time.monotonic()
     try:
@@ -65,7 +70,9 @@ async def _one(
         return report_error(args, exc, file=str(path))
     seconds = time.monotonic() - start
     if args.json:
-        print(json.dumps({"file": str(path), "cap": str(cap), "size": cap.size, "seconds": round(seconds, 6)}))
+        print(
+            json.dumps({"file": str(path), "cap": str(cap), "size": cap.size, "seconds": round(seconds, 6)})
+        )
     elif len(args.files) > 1:
         print(f"{path}: {cap}")
     else:

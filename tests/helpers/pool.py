@@ -1,0 +1,37 @@
+"""Encode a file through the real worker pool and assemble whole shares in memory, for comparisons."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from uploader.chk.caps import Cap
+from uploader.encoding import encode_file_pooled, slot_size_for
+from uploader.supervisor import EncodeResult, WorkerPool
+from workers.geometry import EncodingParams
+
+
+async def pool_encode_shares(
+    pool: WorkerPool, path: Path, params: EncodingParams, secret: bytes | None, *, window: int = 4
+) -> tuple[Cap, list[bytes]]:
+    """(cap, every share's bytes) from the pool's blocks and the trailer, as an uploader would write them."""
+    data: list[bytearray] = [bytearray() for _ in range(params.n)]
+
+    async def collect(result: EncodeResult) -> None:
+        for j, block in enumerate(result.blocks):
+            data[j] += block
+
+    cap, trailer = await encode_file_pooled(pool, path, params, secret, window=window, on_segment=collect)
+    if trailer is None:
+        return cap, []
+    header = trailer.layout.pack_header()
+    return cap, [header + bytes(data[j]) + trailer.share_trailer(j) for j in range(params.n)]
+
+
+def new_pool(workers: int, params: EncodingParams | None = None, **kw: object) -> WorkerPool:
+    size = slot_size_for(params or EncodingParams())
+    return WorkerPool(workers, slot_count=8, slot_size=size, **kw)  # type: ignore[arg-type]
+
+
+def run(coro):  # type: ignore[no-untyped-def]
+    return asyncio.run(coro)
