@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import logging
 import multiprocessing
@@ -36,9 +37,11 @@ from workers.messages import (
     DecodeSegment,
     EncodeSegment,
     JobFailed,
+    JobMessage,
     KeyPass,
     KeyReady,
     Message,
+    ReplyMessage,
     SegmentDecoded,
     SegmentEncoded,
     Shutdown,
@@ -71,8 +74,8 @@ class JobError(UploaderError):
 @dataclass
 class _Job:
     client: Hashable
-    msg: Message
-    future: asyncio.Future[Message]
+    msg: JobMessage
+    future: asyncio.Future[ReplyMessage]
     timeout_s: float
     attempts: int = 0
 
@@ -302,7 +305,7 @@ class WorkerPool:
         assert isinstance(reply, SegmentDecoded)
         return reply
 
-    async def _submit(self, client: Hashable, msg: Message, timeout_s: float) -> Message:
+    async def _submit(self, client: Hashable, msg: JobMessage, timeout_s: float) -> ReplyMessage:
         if self._closed:
             raise PoolError("the worker pool is closed")
         loop = asyncio.get_running_loop()
@@ -377,10 +380,13 @@ class WorkerPool:
                 now = time.monotonic()
                 self.busy_s[w.index] = self.busy_s.get(w.index, 0.0) + now - w.busy_since
                 w.busy_since = now
-                if getattr(msg, "job", None) != job.msg.job:  # type: ignore[union-attr]
+                if (
+                    not isinstance(msg, SegmentEncoded | JobFailed | KeyReady | SegmentDecoded)
+                    or msg.job != job.msg.job
+                ):
                     raise PoolError(
-                        f"worker {w.index} answered job {getattr(msg, 'job', '?')}, expected {job.msg.job}"
-                    )  # type: ignore[union-attr]
+                        f"worker {w.index} answered {type(msg).__name__} out of turn for job {job.msg.job}"
+                    )
                 if not job.future.done():
                     job.future.set_result(msg)
                 self._retire_if_idle(w)
@@ -453,10 +459,8 @@ class WorkerPool:
                     self._background(self._replace(w))
 
 
-def _with_job(msg: Message, job_id: int) -> Message:
-    import dataclasses
-
-    return dataclasses.replace(msg, job=job_id)  # type: ignore[type-var]
+def _with_job(msg: JobMessage, job_id: int) -> JobMessage:
+    return dataclasses.replace(msg, job=job_id)
 
 
 async def _read_message(reader: asyncio.StreamReader) -> Message:

@@ -26,6 +26,7 @@ from workers.messages import (
     KeyPass,
     KeyReady,
     Message,
+    ReplyMessage,
     SegmentDecoded,
     SegmentEncoded,
 )
@@ -142,16 +143,16 @@ def decode_segment_job(msg: DecodeSegment) -> SegmentDecoded:
     return SegmentDecoded(msg.job, msg.segment, [], None)
 
 
-def run_job(msg: Message, arena: Arena | None) -> Message:
+def run_job(msg: Message, arena: Arena | None) -> ReplyMessage:
     """Run one job; expected failures come back as JobFailed, bugs propagate (and crash the worker)."""
+    if not isinstance(msg, EncodeSegment | KeyPass | DecodeSegment):
+        raise TypeError(f"workers do not run {type(msg).__name__} messages")
     try:
         if isinstance(msg, EncodeSegment):
             return encode_segment_job(msg, arena)
         if isinstance(msg, KeyPass):
             return key_pass_job(msg)
-        if isinstance(msg, DecodeSegment):
-            return decode_segment_job(msg)
+        return decode_segment_job(msg)
     except UploaderError as exc:
-        seg = getattr(msg, "segment", -1)
+        seg = msg.segment if isinstance(msg, EncodeSegment | DecodeSegment) else -1
         return JobFailed(msg.job, seg, type(exc).__name__, str(exc))
-    raise TypeError(f"workers do not run {type(msg).__name__} messages")

@@ -14,9 +14,9 @@ import signal
 import socket
 import struct
 
-from workers.messages import FRAME_HEADER, MAX_FRAME, Shutdown, WorkerReady, frame, read_frame_length, unpack
 from workers.jobs import run_job
 from workers.malloc import tune_malloc
+from workers.messages import FRAME_HEADER, MAX_FRAME, Shutdown, WorkerReady, frame, read_frame_length, unpack
 from workers.slots import Arena
 
 _ARENA_HELLO = struct.Struct(">QQ")  # slot count, slot size

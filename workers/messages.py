@@ -138,6 +138,10 @@ Message = (
     | WorkerReady
 )
 
+# Messages that carry a job id and get exactly one reply.
+JobMessage = EncodeSegment | KeyPass | DecodeSegment
+ReplyMessage = SegmentEncoded | JobFailed | KeyReady | SegmentDecoded
+
 KINDS: dict[type, int] = {
     EncodeSegment: 1,
     SegmentEncoded: 2,
@@ -213,7 +217,7 @@ def unpack(data: bytes | memoryview, max_size: int = MAX_FRAME) -> Message:
 
 
 def read_frame_length(header: bytes, max_size: int = MAX_FRAME) -> int:
-    (length,) = FRAME_HEADER.unpack(header)
+    length: int = FRAME_HEADER.unpack(header)[0]
     if length > max_size:
         raise MessageError(f"frame of {length} bytes exceeds the limit of {max_size}")
     return length

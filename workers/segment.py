@@ -7,13 +7,14 @@ decode: any k blocks → zfec → padded ciphertext → trim → AES-CTR → pla
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from workers import erasure
 from workers.aes import aes_ctr
 from workers.errors import IntegrityError
-from workers.hashes import BytesLike, block_hash, crypttext_segment_hash
 from workers.geometry import roundup
+from workers.hashes import BytesLike, block_hash, crypttext_segment_hash
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +51,7 @@ def encode_segment(plaintext: BytesLike, key: bytes, offset: int, k: int, n: int
     return encode_ciphertext(aes_ctr(key, offset, plaintext), k, n)
 
 
-def decode_ciphertext(blocks: dict[int, BytesLike], k: int, n: int, length: int) -> bytes:
+def decode_ciphertext(blocks: Mapping[int, BytesLike], k: int, n: int, length: int) -> bytes:
     """The unpadded ciphertext segment (``length`` bytes) from any k of its blocks {number: block}."""
     if len(blocks) < k:
         raise IntegrityError(f"segment needs {k} blocks to decode, only {len(blocks)} are available")
@@ -66,7 +67,7 @@ def decode_ciphertext(blocks: dict[int, BytesLike], k: int, n: int, length: int)
 
 
 def decode_segment(
-    blocks: dict[int, BytesLike], key: bytes, offset: int, k: int, n: int, length: int
+    blocks: Mapping[int, BytesLike], key: bytes, offset: int, k: int, n: int, length: int
 ) -> bytes:
     """The plaintext segment at ``offset`` from any k blocks; the caller has verified the blocks."""
     return aes_ctr(key, offset, decode_ciphertext(blocks, k, n, length))

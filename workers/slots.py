@@ -15,6 +15,7 @@ per segment). Slots it is; inline frames remain for jobs too big for a slot.
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 
@@ -45,11 +46,8 @@ class Arena:
     def close(self) -> None:
         self._view.release()
         if self._map is not None:
-            try:
+            # BufferError: a caller still holds a view; the mapping goes with the process
+            with contextlib.suppress(BufferError):
                 self._map.close()
-            except BufferError:  # a caller still holds a view; the mapping goes with the process
-                pass
-        try:
+        with contextlib.suppress(OSError):
             os.close(self.fd)
-        except OSError:
-            pass

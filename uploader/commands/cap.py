@@ -7,14 +7,14 @@ import json
 import time
 from pathlib import Path
 
+from uploader import aio
 from uploader.cli import add_config_flags, report_error
 from uploader.config import Config
-from uploader import aio
 from uploader.encoding import encode_file_pooled, slot_size_for
-from uploader.supervisor import WorkerPool
 from uploader.errors import UploaderError
 from uploader.progress import ProgressBar
 from uploader.secrets import convergence_secret
+from uploader.supervisor import WorkerPool
 from workers.geometry import EncodingParams
 
 

@@ -1,0 +1,40 @@
+"""``make bench``: every benchmark in one run, printed as JSON sections.
+
+``python -m tools.bench [--quick] [--only NAME ...]``. Each section comes from a module in
+``tools/`` with ``run(...) -> dict``; ``--quick`` is the tiny smoke run the test suite uses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import time
+from typing import Any
+
+# (section name, module, keyword arguments for a full run, for a quick run)
+SECTIONS: list[tuple[str, str, dict[str, Any], dict[str, Any]]] = [
+    ("encode", "tools.bench_encode", {"size": 256 * 2**20}, {"size": 8 * 2**20, "quick": True}),
+]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description="Run the project's benchmarks side by side, in one process tree."
+    )
+    parser.add_argument("--quick", action="store_true", help="tiny smoke run (seconds)")
+    parser.add_argument("--only", nargs="*", default=None, help="section names to run")
+    args = parser.parse_args(argv)
+    for name, module, full, quick in SECTIONS:
+        if args.only and name not in args.only:
+            continue
+        start = time.perf_counter()
+        mod = importlib.import_module(module)
+        result = mod.run(**(quick if args.quick else full))
+        result["bench_seconds"] = round(time.perf_counter() - start, 1)
+        print(json.dumps({name: result}, indent=2), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

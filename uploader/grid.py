@@ -1,0 +1,399 @@
+"""The embedded local grid: N storage servers on 127.0.0.1 as background processes.
+
+| path under DIR          | what                                                                 |
+|-------------------------|----------------------------------------------------------------------|
+| ``server-01`` … ``NN``  | one storage server directory each (``python -m uploader storage``)   |
+| ``server-NN/server.log``| that server's stdout and stderr                                      |
+| ``grid.json``           | the record: per server its port and, while running, its PID and the  |
+|                         | process start time (so ``stop`` never signals a recycled PID)         |
+| ``uploader.toml``       | a complete client configuration: ``[[servers]] nurl = …`` and more   |
+| ``servers.yaml``        | the same servers for a stock Tahoe client (GBS spec appendix A)      |
+
+Ports are chosen once (the first start listens on port 0 and records what it got) and kept, so
+NURLs stay valid across ``stop``/``start`` and shares survive. ``start`` returns once every server
+answers ``GET /storage/v1/version`` over TLS with its pinned SPKI hash, and records the grid's
+``uploader.toml`` as the current grid in the data directory (``$XDG_DATA_HOME/uploader/current-grid``),
+where ``uploader.config.find_config_file`` looks for it.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import ssl
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from uploader.config import default_data_dir
+from uploader.storage.identity import NURL_FILE, read_identity
+from uploader.wire import protocol as wire
+from uploader.wire.nurl import Nurl, NurlError, parse_nurl, spki_hash_of_cert
+from workers.base32 import b32encode
+from workers.errors import UploaderError
+
+GRID_FILE = "grid.json"
+CLIENT_CONFIG = "uploader.toml"
+SERVERS_YAML = "servers.yaml"
+LOG_FILE = "server.log"
+DEFAULT_SERVERS = 10
+HOST = "127.0.0.1"
+
+
+class GridError(UploaderError):
+    """The grid could not be started, stopped or read; says which server and where its log is."""
+
+
+@dataclass(slots=True)
+class ServerRecord:
+    name: str  # "server-01"
+    port: int | None = None
+    pid: int | None = None
+    started: int | None = None  # /proc/<pid>/stat start time (clock ticks since boot)
+
+
+@dataclass(slots=True)
+class GridRecord:
+    servers: list[ServerRecord] = field(default_factory=list)
+
+    @classmethod
+    def load(cls, directory: Path) -> GridRecord | None:
+        path = directory / GRID_FILE
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+            return cls([ServerRecord(**entry) for entry in raw["servers"]])
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise GridError(f"{path} is not a grid record: {exc}") from None
+
+    def save(self, directory: Path) -> None:
+        path = directory / GRID_FILE
+        tmp = path.with_name(GRID_FILE + ".tmp")
+        tmp.write_text(json.dumps({"servers": [asdict(s) for s in self.servers]}, indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+
+
+@dataclass(frozen=True, slots=True)
+class ServerStatus:
+    name: str
+    directory: Path
+    pid: int | None
+    nurl: Nurl | None
+    up: bool
+    detail: str  # why not up, or the server's available space
+
+
+# --- processes -------------------------------------------------------------------------------------
+
+
+def _start_time(pid: int) -> int | None:
+    """The process's start time from /proc (None if there is no such live process)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()
+    if fields[0] == "Z":  # a zombie has ended
+        return None
+    return int(fields[19])
+
+
+def _reap(pid: int) -> None:
+    """Collect the exit status if the process is our own child (a test that called start_grid)."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def is_running(record: ServerRecord) -> bool:
+    """True when the recorded process still runs (the same process: start times agree)."""
+    if record.pid is None or record.started is None:
+        return False
+    _reap(record.pid)
+    return _start_time(record.pid) == record.started
+
+
+def _spawn(python: str, server_dir: Path, port: int) -> int:
+    log = os.open(server_dir / LOG_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+    null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        argv = [python, "-m", "uploader", "storage", "--dir", str(server_dir), "--listen", f"{HOST}:{port}"]
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parent.parent), env.get("PYTHONPATH")]))
+        return os.posix_spawn(
+            python,
+            argv,
+            env,
+            file_actions=[(os.POSIX_SPAWN_DUP2, null, 0), (os.POSIX_SPAWN_DUP2, log, 1), (os.POSIX_SPAWN_DUP2, log, 2)],
+            setsid=True,
+        )
+    finally:
+        os.close(log)
+        os.close(null)
+
+
+# --- probing ---------------------------------------------------------------------------------------
+
+
+def probe_server(nurl: Nurl, timeout_s: float = 5.0) -> wire.VersionInfo:
+    """``GET /storage/v1/version`` over TLS, checking the SPKI pin before the swissnum is sent."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE  # trust comes from the SPKI pin below, as in Tahoe
+    conn = http.client.HTTPSConnection(nurl.host, nurl.port, timeout=timeout_s, context=ctx)
+    try:
+        conn.connect()
+        assert isinstance(conn.sock, ssl.SSLSocket)
+        der = conn.sock.getpeercert(binary_form=True)
+        if der is None or spki_hash_of_cert(der) != nurl.spki_hash:
+            raise GridError(f"server at {nurl.host}:{nurl.port} shows a certificate that does not match its NURL")
+        conn.request(
+            "GET",
+            wire.version_path(),
+            headers={"Authorization": wire.build_authorization(nurl.swissnum), "Accept": wire.CBOR_MIME_TYPE},
+        )
+        response = conn.getresponse()
+        body = response.read(64 * 1024)
+        if response.status != 200:
+            raise GridError(f"server at {nurl.host}:{nurl.port} answered version with HTTP {response.status}")
+        return wire.parse_version(body)
+    finally:
+        conn.close()
+
+
+def _read_nurl(server_dir: Path) -> Nurl | None:
+    try:
+        return parse_nurl((server_dir / NURL_FILE).read_text(encoding="ascii"))
+    except (OSError, UnicodeDecodeError, NurlError):
+        return None
+
+
+# --- configuration files ---------------------------------------------------------------------------
+
+
+def _toml_str(text: str) -> str:
+    return json.dumps(text)  # JSON string escapes are valid TOML basic-string escapes
+
+
+def _yaml_str(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def client_config_text(directory: Path, nurls: Sequence[tuple[str, Nurl]]) -> str:
+    """A complete ``uploader.toml`` for this grid (keys of uploader.config)."""
+    n = len(nurls)
+    happy = min(7, n)
+    lines = [
+        f"# The embedded local grid in {directory}, written by `python -m uploader grid start`.",
+        "shares_total = 10",
+        f"shares_happy = {happy}",
+        f"shares_needed = {min(3, happy)}",
+        f"data_dir = {_toml_str(str(directory / 'client'))}",
+    ]
+    for name, nurl in nurls:
+        lines += ["", "[[servers]]", f"nurl = {_toml_str(str(nurl))}", f"nickname = {_toml_str(name)}"]
+    return "\n".join(lines) + "\n"
+
+
+def servers_yaml_text(entries: Sequence[tuple[str, Nurl, bytes]]) -> str:
+    """``private/servers.yaml`` for a stock Tahoe client (GBS spec appendix A).
+
+    Each entry is (nickname, NURL, certificate DER). The fURL's tub id is SHA-1 of the certificate
+    (CONVENTIONS.md), so stock clients derive the same lease secrets as ours; the permutation seed
+    is the SPKI digest.
+    """
+    lines = ["# Stock Tahoe-LAFS client form (NODEDIR/private/servers.yaml), written by `grid start`.", "storage:"]
+    for name, nurl, cert_der in entries:
+        identity_seed = b32encode(nurl.spki_digest)
+        tub_id = b32encode(_sha1(cert_der))
+        lines += [
+            f"  {_yaml_str('gbs-' + identity_seed)}:",
+            "    ann:",
+            f"      nickname: {_yaml_str(name)}",
+            "      anonymous-storage-NURLs:",
+            f"        - {_yaml_str(str(nurl))}",
+            f"      anonymous-storage-FURL: {_yaml_str(f'pb://{tub_id}@')}",
+            f"      permutation-seed-base32: {_yaml_str(identity_seed)}",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def _sha1(data: bytes) -> bytes:
+    import hashlib
+
+    return hashlib.sha1(data).digest()
+
+
+def current_grid_record(env: Mapping[str, str]) -> Path:
+    """Where the most recent grid's ``uploader.toml`` path is recorded (config.find_config_file)."""
+    return Path(env.get("UPLOADER_DATA_DIR") or default_data_dir(env)) / "current-grid"
+
+
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+# --- commands ----------------------------------------------------------------------------------------
+
+
+def server_dir(directory: Path, name: str) -> Path:
+    return directory / name
+
+
+def start_grid(
+    directory: Path,
+    servers: int | None = None,
+    *,
+    python: str = sys.executable,
+    timeout_s: float = 60.0,
+    env: Mapping[str, str] | None = None,
+) -> list[ServerStatus]:
+    """Start every server of the grid in ``directory`` that is not running; wait until all answer.
+
+    A new grid gets ``servers`` servers (default 10); an existing one keeps its count. Raises
+    GridError naming the failing server (and stops the servers this call started).
+    """
+    directory = directory.expanduser().resolve()
+    directory.mkdir(parents=True, exist_ok=True)
+    record = GridRecord.load(directory)
+    if record is None:
+        count = DEFAULT_SERVERS if servers is None else servers
+        if not 1 <= count <= 256:
+            raise GridError(f"--servers must be 1..256, got {count}")
+        record = GridRecord([ServerRecord(f"server-{i:02d}") for i in range(1, count + 1)])
+    elif servers is not None and servers != len(record.servers):
+        raise GridError(
+            f"the grid in {directory} has {len(record.servers)} servers; start it without --servers "
+            f"(or use a new directory for {servers})"
+        )
+    started: list[ServerRecord] = []
+    for server in record.servers:
+        if is_running(server):
+            continue
+        sdir = server_dir(directory, server.name)
+        sdir.mkdir(exist_ok=True)
+        (sdir / NURL_FILE).unlink(missing_ok=True)
+        pid = _spawn(python, sdir, server.port or 0)
+        server.pid, server.started = pid, _start_time(pid)
+        started.append(server)
+    record.save(directory)
+    try:
+        statuses = _wait_until_up(directory, record, timeout_s)
+    except GridError:
+        _stop(directory, record, started)
+        raise
+    _write_configs(directory, statuses, env if env is not None else os.environ)
+    return statuses
+
+
+def _wait_until_up(directory: Path, record: GridRecord, timeout_s: float) -> list[ServerStatus]:
+    deadline = time.monotonic() + timeout_s
+    out = []
+    for server in record.servers:
+        sdir = server_dir(directory, server.name)
+        while True:
+            status = _status(directory, server)
+            if status.up:
+                break
+            if server.pid is not None and server.started is None or not is_running(server):
+                raise GridError(f"{server.name} exited at start-up: {status.detail}; see {sdir / LOG_FILE}")
+            if time.monotonic() > deadline:
+                raise GridError(f"{server.name} did not answer within {timeout_s:g} s: {status.detail}; see {sdir / LOG_FILE}")
+            time.sleep(0.05)
+        if status.nurl is not None and server.port != status.nurl.port:
+            server.port = status.nurl.port
+            record.save(directory)
+        out.append(status)
+    return out
+
+
+def _status(directory: Path, server: ServerRecord) -> ServerStatus:
+    sdir = server_dir(directory, server.name)
+    nurl = _read_nurl(sdir)
+    running = is_running(server)
+    if nurl is None:
+        return ServerStatus(server.name, sdir, server.pid if running else None, None, False, "no NURL yet")
+    try:
+        info = probe_server(nurl, timeout_s=2.0)
+    except (OSError, ssl.SSLError, http.client.HTTPException, UploaderError) as exc:
+        return ServerStatus(server.name, sdir, server.pid if running else None, nurl, False, f"not answering ({exc})")
+    return ServerStatus(server.name, sdir, server.pid if running else None, nurl, True, f"{info.available_space} bytes free")
+
+
+def _write_configs(directory: Path, statuses: Sequence[ServerStatus], env: Mapping[str, str]) -> None:
+    nurls = [(s.name, s.nurl) for s in statuses if s.nurl is not None]
+    entries = [(s.name, s.nurl, read_identity(s.directory).cert_der) for s in statuses if s.nurl is not None]
+    (directory / "client").mkdir(exist_ok=True, mode=0o700)
+    config_path = directory / CLIENT_CONFIG
+    _write_text(config_path, client_config_text(directory, nurls))
+    _write_text(directory / SERVERS_YAML, servers_yaml_text(entries))
+    current = current_grid_record(env)
+    current.parent.mkdir(parents=True, exist_ok=True)
+    _write_text(current, f"{config_path}\n")
+
+
+def grid_status(directory: Path) -> list[ServerStatus]:
+    directory = directory.expanduser().resolve()
+    record = GridRecord.load(directory)
+    if record is None:
+        raise GridError(f"there is no grid in {directory} (run `grid start --dir {directory}`)")
+    return [_status(directory, s) for s in record.servers]
+
+
+def stop_grid(directory: Path, timeout_s: float = 15.0) -> list[str]:
+    """SIGTERM exactly the recorded processes (SIGKILL after ``timeout_s``); returns the names stopped."""
+    directory = directory.expanduser().resolve()
+    record = GridRecord.load(directory)
+    if record is None:
+        raise GridError(f"there is no grid in {directory}")
+    return _stop(directory, record, record.servers, timeout_s)
+
+
+def _stop(directory: Path, record: GridRecord, which: Sequence[ServerRecord], timeout_s: float = 15.0) -> list[str]:
+    live = [s for s in which if is_running(s)]
+    for server in live:
+        assert server.pid is not None
+        try:
+            os.kill(server.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + timeout_s
+    while any(is_running(s) for s in live) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for server in live:
+        if is_running(server):
+            assert server.pid is not None
+            try:
+                os.kill(server.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    while any(is_running(s) for s in live):
+        time.sleep(0.01)
+    for server in which:
+        server.pid = server.started = None
+    record.save(directory)
+    return [s.name for s in live]
+
+
+__all__ = [
+    "GridError",
+    "GridRecord",
+    "ServerRecord",
+    "ServerStatus",
+    "client_config_text",
+    "current_grid_record",
+    "grid_status",
+    "is_running",
+    "probe_server",
+    "servers_yaml_text",
+    "start_grid",
+    "stop_grid",
+]
