@@ -18,6 +18,7 @@ where ``uploader.config.find_config_file`` looks for it.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -32,7 +33,7 @@ from pathlib import Path
 from uploader.config import default_data_dir
 from uploader.storage.identity import NURL_FILE, read_identity
 from uploader.wire import protocol as wire
-from uploader.wire.nurl import Nurl, NurlError, parse_nurl, spki_hash_of_cert
+from uploader.wire.nurl import Nurl, NurlError, lease_seed_of_cert, parse_nurl, spki_hash_of_cert
 from workers.base32 import b32encode
 from workers.errors import UploaderError
 
@@ -74,7 +75,9 @@ class GridRecord:
     def save(self, directory: Path) -> None:
         path = directory / GRID_FILE
         tmp = path.with_name(GRID_FILE + ".tmp")
-        tmp.write_text(json.dumps({"servers": [asdict(s) for s in self.servers]}, indent=2) + "\n", encoding="utf-8")
+        tmp.write_text(
+            json.dumps({"servers": [asdict(s) for s in self.servers]}, indent=2) + "\n", encoding="utf-8"
+        )
         os.replace(tmp, path)
 
 
@@ -105,10 +108,8 @@ def _start_time(pid: int) -> int | None:
 
 def _reap(pid: int) -> None:
     """Collect the exit status if the process is our own child (a test that called start_grid)."""
-    try:
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
 
 
 def is_running(record: ServerRecord) -> bool:
@@ -125,12 +126,17 @@ def _spawn(python: str, server_dir: Path, port: int) -> int:
     try:
         argv = [python, "-m", "uploader", "storage", "--dir", str(server_dir), "--listen", f"{HOST}:{port}"]
         env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parent.parent), env.get("PYTHONPATH")]))
+        source_root = str(Path(__file__).resolve().parent.parent)  # works from a checkout, installed or not
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [source_root, env.get("PYTHONPATH")]))
         return os.posix_spawn(
             python,
             argv,
             env,
-            file_actions=[(os.POSIX_SPAWN_DUP2, null, 0), (os.POSIX_SPAWN_DUP2, log, 1), (os.POSIX_SPAWN_DUP2, log, 2)],
+            file_actions=[
+                (os.POSIX_SPAWN_DUP2, null, 0),
+                (os.POSIX_SPAWN_DUP2, log, 1),
+                (os.POSIX_SPAWN_DUP2, log, 2),
+            ],
             setsid=True,
         )
     finally:
@@ -152,7 +158,9 @@ def probe_server(nurl: Nurl, timeout_s: float = 5.0) -> wire.VersionInfo:
         assert isinstance(conn.sock, ssl.SSLSocket)
         der = conn.sock.getpeercert(binary_form=True)
         if der is None or spki_hash_of_cert(der) != nurl.spki_hash:
-            raise GridError(f"server at {nurl.host}:{nurl.port} shows a certificate that does not match its NURL")
+            raise GridError(
+                f"server at {nurl.host}:{nurl.port} shows a certificate that does not match its NURL"
+            )
         conn.request(
             "GET",
             wire.version_path(),
@@ -208,10 +216,13 @@ def servers_yaml_text(entries: Sequence[tuple[str, Nurl, bytes]]) -> str:
     (CONVENTIONS.md), so stock clients derive the same lease secrets as ours; the permutation seed
     is the SPKI digest.
     """
-    lines = ["# Stock Tahoe-LAFS client form (NODEDIR/private/servers.yaml), written by `grid start`.", "storage:"]
+    lines = [
+        "# Stock Tahoe-LAFS client form (NODEDIR/private/servers.yaml), written by `grid start`.",
+        "storage:",
+    ]
     for name, nurl, cert_der in entries:
         identity_seed = b32encode(nurl.spki_digest)
-        tub_id = b32encode(_sha1(cert_der))
+        tub_id = b32encode(lease_seed_of_cert(cert_der))
         lines += [
             f"  {_yaml_str('gbs-' + identity_seed)}:",
             "    ann:",
@@ -222,12 +233,6 @@ def servers_yaml_text(entries: Sequence[tuple[str, Nurl, bytes]]) -> str:
             f"      permutation-seed-base32: {_yaml_str(identity_seed)}",
         ]
     return "\n".join(lines) + "\n"
-
-
-def _sha1(data: bytes) -> bytes:
-    import hashlib
-
-    return hashlib.sha1(data).digest()
 
 
 def current_grid_record(env: Mapping[str, str]) -> Path:
@@ -303,10 +308,12 @@ def _wait_until_up(directory: Path, record: GridRecord, timeout_s: float) -> lis
             status = _status(directory, server)
             if status.up:
                 break
-            if server.pid is not None and server.started is None or not is_running(server):
+            if not is_running(server):
                 raise GridError(f"{server.name} exited at start-up: {status.detail}; see {sdir / LOG_FILE}")
             if time.monotonic() > deadline:
-                raise GridError(f"{server.name} did not answer within {timeout_s:g} s: {status.detail}; see {sdir / LOG_FILE}")
+                raise GridError(
+                    f"{server.name} did not answer within {timeout_s:g} s: {status.detail}; see {sdir / LOG_FILE}"
+                )
             time.sleep(0.05)
         if status.nurl is not None and server.port != status.nurl.port:
             server.port = status.nurl.port
@@ -324,8 +331,12 @@ def _status(directory: Path, server: ServerRecord) -> ServerStatus:
     try:
         info = probe_server(nurl, timeout_s=2.0)
     except (OSError, ssl.SSLError, http.client.HTTPException, UploaderError) as exc:
-        return ServerStatus(server.name, sdir, server.pid if running else None, nurl, False, f"not answering ({exc})")
-    return ServerStatus(server.name, sdir, server.pid if running else None, nurl, True, f"{info.available_space} bytes free")
+        return ServerStatus(
+            server.name, sdir, server.pid if running else None, nurl, False, f"not answering ({exc})"
+        )
+    return ServerStatus(
+        server.name, sdir, server.pid if running else None, nurl, True, f"{info.available_space} bytes free"
+    )
 
 
 def _write_configs(directory: Path, statuses: Sequence[ServerStatus], env: Mapping[str, str]) -> None:
@@ -357,24 +368,22 @@ def stop_grid(directory: Path, timeout_s: float = 15.0) -> list[str]:
     return _stop(directory, record, record.servers, timeout_s)
 
 
-def _stop(directory: Path, record: GridRecord, which: Sequence[ServerRecord], timeout_s: float = 15.0) -> list[str]:
+def _stop(
+    directory: Path, record: GridRecord, which: Sequence[ServerRecord], timeout_s: float = 15.0
+) -> list[str]:
     live = [s for s in which if is_running(s)]
     for server in live:
         assert server.pid is not None
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(server.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
     deadline = time.monotonic() + timeout_s
     while any(is_running(s) for s in live) and time.monotonic() < deadline:
         time.sleep(0.05)
     for server in live:
         if is_running(server):
             assert server.pid is not None
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(server.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
     while any(is_running(s) for s in live):
         time.sleep(0.01)
     for server in which:

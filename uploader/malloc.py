@@ -50,8 +50,8 @@ def tune_malloc(
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
-    ok_mmap = mallopt(M_MMAP_THRESHOLD, int(mmap_threshold)) == 1
-    ok_trim = mallopt(M_TRIM_THRESHOLD, int(trim_threshold)) == 1
+    ok_mmap = bool(mallopt(M_MMAP_THRESHOLD, int(mmap_threshold)) == 1)
+    ok_trim = bool(mallopt(M_TRIM_THRESHOLD, int(trim_threshold)) == 1)
     if not (ok_mmap and ok_trim):
         log.debug("mallopt refused: mmap threshold %s, trim threshold %s", ok_mmap, ok_trim)
     return ok_mmap and ok_trim

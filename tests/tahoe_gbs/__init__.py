@@ -1,0 +1,1 @@
+"""Drivers that run inside the stock Tahoe-LAFS venv to exercise our GBS storage server."""

@@ -1,0 +1,164 @@
+"""Running one storage server: identity, TLS, the aiohttp app on uvloop, the idle-bucket reaper.
+
+| step at start-up                     | where                                              |
+|--------------------------------------|----------------------------------------------------|
+| malloc thresholds raised             | ``uploader.malloc.tune_malloc``                    |
+| key, certificate, swissnum           | ``DIR/private/`` (made once, kept: ``identity``)   |
+| stale incoming uploads removed       | ``DIR/storage/shares/incoming`` (``ShareStore``)   |
+| HTTPS listener on HOST:PORT          | port 0 picks a free port; the NURL has the real one|
+| NURL printed and written             | stdout, ``DIR/nurl``                               |
+
+SIGTERM or SIGINT stops the server cleanly (exit 0). In-progress uploads are lost on any stop;
+complete shares are already durable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import resource
+import signal
+import ssl
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aiohttp import web
+
+from uploader.malloc import tune_malloc
+from uploader.storage.app import AppSettings, StorageApp
+from uploader.storage.identity import Identity, load_or_create_identity, write_nurl
+from uploader.storage.store import ShareStore, StoreSettings
+from uploader.wire.nurl import Nurl
+
+log = logging.getLogger("uploader.storage")
+
+READ_BUFSIZE = 1024 * 1024  # aiohttp pauses reading a connection past 2x this many buffered bytes
+MAX_HEADER_LINE = 8190  # bytes per request line or header field (larger: 400)
+MAX_HEADERS = 64
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSettings:
+    directory: Path
+    host: str = "127.0.0.1"
+    port: int = 0
+    nurl_host: str | None = None  # host written in the NURL; default: ``host``
+    store: StoreSettings = field(default_factory=StoreSettings)
+    request_timeout_s: float = 60.0
+    keepalive_timeout_s: float = 75.0
+    application_version: bytes = b"uploader/0.1.0"
+
+
+def tls_context(identity: Identity) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(str(identity.pem_path))
+    return ctx
+
+
+def _raise_fd_limit() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+class StorageServer:
+    """One server in this event loop: ``await start()``, then ``nurl``; ``await stop()``."""
+
+    def __init__(self, settings: ServerSettings) -> None:
+        self.settings = settings
+        self.identity = load_or_create_identity(settings.directory)
+        self.store = ShareStore(settings.directory / "storage", settings.store)
+        app_settings = AppSettings(
+            swissnum=self.identity.swissnum,
+            application_version=settings.application_version,
+            request_timeout_s=settings.request_timeout_s,
+        )
+        self.app = StorageApp(self.store, app_settings).application()
+        self._runner: web.AppRunner | None = None
+        self._reaper: asyncio.Task[None] | None = None
+        self.nurl: Nurl | None = None
+
+    async def start(self) -> Nurl:
+        s = self.settings
+        runner = web.AppRunner(
+            self.app,
+            access_log=None,
+            handle_signals=False,
+            keepalive_timeout=s.keepalive_timeout_s,
+            read_bufsize=READ_BUFSIZE,
+            max_line_size=MAX_HEADER_LINE,
+            max_field_size=MAX_HEADER_LINE,
+            max_headers=MAX_HEADERS,
+        )
+        await runner.setup()
+        site = web.TCPSite(
+            runner, s.host, s.port, ssl_context=tls_context(self.identity), shutdown_timeout=5.0
+        )
+        await site.start()
+        self._runner = runner
+        port = int(runner.addresses[0][1])
+        self.nurl = self.identity.nurl(s.nurl_host or s.host, port)
+        write_nurl(s.directory, self.nurl)
+        self._reaper = asyncio.create_task(self._reap_idle())
+        return self.nurl
+
+    async def _reap_idle(self) -> None:
+        period = max(0.05, min(60.0, self.settings.store.idle_bucket_timeout_s / 4))
+        while True:
+            await asyncio.sleep(period)
+            for bucket in self.store.expire_idle():
+                log.info("aborted idle upload of share %d (no writes for %.0f s)", bucket.shnum, period * 4)
+
+    async def stop(self) -> None:
+        if self._reaper is not None:
+            self._reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reaper
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+
+async def serve(settings: ServerSettings, on_ready: Callable[[Nurl], None] | None = None) -> None:
+    """Run until SIGTERM or SIGINT."""
+    server = StorageServer(settings)
+    nurl = await server.start()
+    if on_ready is not None:
+        on_ready(nurl)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await server.stop()
+
+
+def run_server(settings: ServerSettings) -> int:
+    """The ``storage`` command's body: tune malloc, run on uvloop, print the NURL once listening."""
+    tune_malloc()
+    _raise_fd_limit()
+
+    def ready(nurl: Nurl) -> None:
+        print(nurl, flush=True)
+        log.info("storage server listening on %s:%d", settings.host, nurl.port)
+
+    try:
+        import uvloop
+
+        uvloop.run(serve(settings, ready))
+    except OSError as exc:  # e.g. the port is taken
+        print(
+            f"uploader: error: cannot listen on {settings.host}:{settings.port}: {exc.strerror}",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+__all__ = ["ServerSettings", "StorageServer", "run_server", "serve", "tls_context"]

@@ -1,0 +1,514 @@
+"""The share store: Tahoe's storage directory layout, in-progress buckets, space and leases.
+
+| path (under the server's ``storage/``)          | what                                         |
+|--------------------------------------------------|----------------------------------------------|
+| ``shares/<si[:2]>/<si>/<shnum>``                 | a complete share in its container (§10.4)    |
+| ``shares/incoming/<si[:2]>/<si>/<shnum>``        | an upload in progress (deleted at start-up)  |
+| ``corruption-advisories/<time>--<si>-<shnum>``   | one file per corruption report               |
+
+``si`` is the lower-case base32 storage index (26 characters), so a Tahoe storage directory and
+ours are interchangeable. A share is written under ``incoming``; when its last missing byte
+arrives, the file is fsynced, renamed into place, and the directory fsynced before the 201
+(``finish_sync``), so a crash never leaves a complete-looking partial share.
+
+Synchronous and free of asyncio: the server's async shell calls these methods on its event loop
+(all cheap: small reads and writes into the page cache) and runs only ``finish_sync`` (fsync) in
+a thread. The rules follow gbs-http-protocol §6: allocate (already-have, in-progress shares in
+neither set, free space less outstanding allocations), one writer per (SI, shnum) at a time,
+idempotent overlapping writes and 409 on a difference, abort, leases (container module).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import errno
+import hmac
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from uploader.storage import container
+from uploader.storage.errors import (
+    AlreadyComplete,
+    ConflictingWrite,
+    ContainerError,
+    ShareNotFound,
+    StorageError,
+    UploadSecretMismatch,
+    WriteOutOfBounds,
+)
+from uploader.storage.ranges import RangeSet
+from uploader.wire.protocol import MAX_UINT, Span, VersionInfo, storage_index_text
+
+log = logging.getLogger("uploader.storage")
+
+IDLE_BUCKET_TIMEOUT_S = 30 * 60.0
+_IOV_MAX = 512  # buffers per pwritev call (the kernel allows 1024)
+
+
+@dataclass(frozen=True, slots=True)
+class StoreSettings:
+    reserved_space: int = 0  # bytes of free disk the server never allocates
+    max_share_size: int | None = None  # bytes; None: only the free space limits a share
+    idle_bucket_timeout_s: float = IDLE_BUCKET_TIMEOUT_S  # in-progress bucket without writes → aborted
+
+
+class BucketState(enum.Enum):
+    OPEN = "open"
+    COMPLETING = "completing"  # every byte written; being fsynced and renamed
+    DONE = "done"
+    ABORTED = "aborted"
+
+
+@dataclass(eq=False, slots=True)
+class Bucket:
+    """One in-progress share upload."""
+
+    storage_index: bytes
+    shnum: int
+    allocated_size: int  # bytes of share data
+    upload_secret: bytes
+    incoming: Path
+    final: Path
+    last_activity: float  # monotonic seconds
+    written: RangeSet = field(default_factory=RangeSet)
+    state: BucketState = BucketState.OPEN
+    writing: bool = False  # a PATCH holds this bucket (one writer at a time)
+
+    @property
+    def key(self) -> tuple[bytes, int]:
+        return (self.storage_index, self.shnum)
+
+    def required(self) -> list[Span]:
+        return self.written.missing(self.allocated_size)
+
+    @property
+    def complete(self) -> bool:
+        return self.written.covers(self.allocated_size)
+
+
+class ShareReader:
+    """An open complete share: ``length`` bytes of share data, read with ``read(offset, size)``."""
+
+    __slots__ = ("_fd", "length")
+
+    def __init__(self, fd: int, length: int) -> None:
+        self._fd = fd
+        self.length = length
+
+    def read(self, offset: int, size: int) -> bytes:
+        """Up to ``size`` bytes from ``offset``, cut short at the end of the share."""
+        size = max(0, min(size, self.length - offset))
+        if size == 0:
+            return b""
+        return os.pread(self._fd, size, container.HEADER_SIZE + offset)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __enter__(self) -> ShareReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class ShareStore:
+    def __init__(
+        self,
+        root: Path,
+        settings: StoreSettings | None = None,
+        *,
+        wall_clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.root = root
+        self.settings = settings or StoreSettings()
+        self.shares = root / "shares"
+        self.incoming = self.shares / "incoming"
+        self.advisories = root / "corruption-advisories"
+        self._wall = wall_clock
+        self._mono = monotonic
+        self._buckets: dict[tuple[bytes, int], Bucket] = {}
+        self.shares.mkdir(parents=True, exist_ok=True)
+        self.clean_incoming()
+
+    # --- layout ---------------------------------------------------------------------------------
+
+    def share_dir(self, storage_index: bytes) -> Path:
+        si = storage_index_text(storage_index)
+        return self.shares / si[:2] / si
+
+    def incoming_dir(self, storage_index: bytes) -> Path:
+        si = storage_index_text(storage_index)
+        return self.incoming / si[:2] / si
+
+    def clean_incoming(self) -> None:
+        """Remove what uploads left behind when a previous run stopped (never complete shares)."""
+        shutil.rmtree(self.incoming, ignore_errors=True)
+        self.incoming.mkdir(parents=True, exist_ok=True)
+
+    # --- space ----------------------------------------------------------------------------------
+
+    def remaining_space(self) -> int:
+        """Free bytes less the reserve less what in-progress buckets may still write."""
+        st = os.statvfs(self.root)
+        free = st.f_bavail * st.f_frsize - self.settings.reserved_space
+        outstanding = sum(b.allocated_size - b.written.covered() for b in self._buckets.values())
+        return max(0, min(MAX_UINT, free - outstanding))
+
+    def version_info(self, application_version: bytes) -> VersionInfo:
+        remaining = self.remaining_space()
+        largest = (
+            remaining
+            if self.settings.max_share_size is None
+            else min(remaining, self.settings.max_share_size)
+        )
+        return VersionInfo(largest, 0, remaining, application_version)
+
+    # --- complete shares ------------------------------------------------------------------------
+
+    def complete_shares(self, storage_index: bytes) -> list[int]:
+        """Share numbers of the complete immutable shares held for this SI, ascending."""
+        directory = self.share_dir(storage_index)
+        try:
+            names = os.listdir(directory)
+        except FileNotFoundError:
+            return []
+        out = []
+        for name in names:
+            if name.isascii() and name.isdigit() and int(name) <= 255 and str(int(name)) == name:
+                try:
+                    with open(directory / name, "rb") as fh:
+                        container.unpack_header(fh.read(container.HEADER_SIZE))
+                except (OSError, ContainerError):
+                    continue
+                out.append(int(name))
+        return sorted(out)
+
+    def open_share(self, storage_index: bytes, shnum: int) -> ShareReader:
+        """Open a complete share for reading; ShareNotFound when it is not complete or absent."""
+        path = self.share_dir(storage_index) / str(shnum)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise ShareNotFound(f"no complete share {shnum} for this storage index") from None
+        try:
+            header = container.unpack_header(os.pread(fd, container.HEADER_SIZE, 0))
+            length = container.share_length(os.fstat(fd).st_size, header)
+        except ContainerError:
+            os.close(fd)
+            raise ShareNotFound(f"share {shnum} for this storage index is not an immutable share") from None
+        except BaseException:
+            os.close(fd)
+            raise
+        return ShareReader(fd, length)
+
+    # --- leases ---------------------------------------------------------------------------------
+
+    def _add_or_renew(self, path: Path, renew: bytes, cancel: bytes, now_s: float) -> None:
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+        try:
+            header = container.unpack_header(os.pread(fd, container.HEADER_SIZE, 0))
+            size = os.fstat(fd).st_size
+            lease_offset = container.HEADER_SIZE + container.share_length(size, header)
+            area = os.pread(fd, container.LEASE_SIZE * header.num_leases, lease_offset)
+            update = container.plan_add_or_renew(header, area, lease_offset, renew, cancel, now_s)
+            if update is None:
+                return
+            os.pwrite(fd, update.record, update.offset)
+            if update.num_leases != header.num_leases:
+                os.pwrite(fd, container.pack_header(header.legacy_size, update.num_leases, header.version), 0)
+        finally:
+            os.close(fd)
+
+    def add_or_renew_lease(self, storage_index: bytes, renew: bytes, cancel: bytes) -> int:
+        """Renew the matching lease (or add one) on every complete share; ShareNotFound if none.
+        Returns how many shares were touched."""
+        shnums = self.complete_shares(storage_index)
+        if not shnums:
+            raise ShareNotFound("no shares for this storage index")
+        now = self._wall()
+        directory = self.share_dir(storage_index)
+        for shnum in shnums:
+            self._add_or_renew(directory / str(shnum), renew, cancel, now)
+        return len(shnums)
+
+    # --- allocate -------------------------------------------------------------------------------
+
+    def allocate(
+        self,
+        storage_index: bytes,
+        share_numbers: Iterable[int],
+        allocated_size: int,
+        renew: bytes,
+        cancel: bytes,
+        upload_secret: bytes,
+    ) -> tuple[list[int], list[int]]:
+        """(already_have, allocated), by gbs-http-protocol §6.2.
+
+        Every complete share gets the lease; requested shares that are complete or in progress
+        (any client) are skipped; the rest get an empty bucket of ``allocated_size`` bytes while
+        there is room (and the size is within ``max_share_size``).
+        """
+        have = self.complete_shares(storage_index)
+        now = self._wall()
+        directory = self.share_dir(storage_index)
+        for shnum in have:
+            self._add_or_renew(directory / str(shnum), renew, cancel, now)
+        room = self.remaining_space()
+        limit = self.settings.max_share_size
+        allocated: list[int] = []
+        for shnum in sorted(set(share_numbers)):
+            if shnum in have or (storage_index, shnum) in self._buckets:
+                continue
+            if allocated_size > room or (limit is not None and allocated_size > limit):
+                continue
+            self._create_bucket(storage_index, shnum, allocated_size, renew, cancel, upload_secret, now)
+            room -= allocated_size
+            allocated.append(shnum)
+        return have, allocated
+
+    def _create_bucket(
+        self, si: bytes, shnum: int, size: int, renew: bytes, cancel: bytes, secret: bytes, now: float
+    ) -> None:
+        incoming_dir = self.incoming_dir(si)
+        incoming_dir.mkdir(parents=True, exist_ok=True)
+        path = incoming_dir / str(shnum)
+        lease = container.new_lease(renew, cancel, now).pack()
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+            try:
+                os.pwrite(fd, container.pack_header(size, 1), 0)
+                os.pwrite(fd, lease, container.HEADER_SIZE + size)  # the data area stays a hole
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            _unlink_quietly(path)
+            raise StorageError(f"cannot create an incoming share: {exc.strerror}") from None
+        bucket = Bucket(si, shnum, size, secret, path, self.share_dir(si) / str(shnum), self._mono())
+        self._buckets[bucket.key] = bucket
+
+    # --- write ----------------------------------------------------------------------------------
+
+    def bucket(self, storage_index: bytes, shnum: int, upload_secret: bytes) -> Bucket:
+        """The open in-progress bucket; ShareNotFound (404) or UploadSecretMismatch (401)."""
+        bucket = self._buckets.get((storage_index, shnum))
+        if bucket is None or bucket.state is not BucketState.OPEN:
+            raise ShareNotFound(f"no upload in progress for share {shnum} of this storage index")
+        if not hmac.compare_digest(bucket.upload_secret, upload_secret):
+            raise UploadSecretMismatch(f"wrong upload secret for share {shnum} of this storage index")
+        return bucket
+
+    def begin_write(self, bucket: Bucket, first: int, end: int) -> int:
+        """Claim the bucket for one PATCH of bytes ``[first, end)`` and open its file: the fd.
+
+        WriteOutOfBounds (416) past the allocation; ConflictingWrite (409) when another PATCH
+        on this share is still running. Pair with ``end_write``.
+        """
+        if end > bucket.allocated_size:
+            raise WriteOutOfBounds(
+                f"write of bytes {first}..{end - 1} runs past the allocated size of {bucket.allocated_size} bytes"
+            )
+        if bucket.writing:
+            raise ConflictingWrite(f"another write to share {bucket.shnum} is in progress")
+        try:
+            fd = os.open(bucket.incoming, os.O_RDWR | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise ShareNotFound(f"no upload in progress for share {bucket.shnum}") from None
+        bucket.writing = True
+        bucket.last_activity = self._mono()
+        return fd
+
+    def write(self, bucket: Bucket, fd: int, offset: int, chunks: Sequence[bytes]) -> None:
+        """Store ``chunks`` (contiguous, starting at share byte ``offset``).
+
+        Bytes that overlap what is already written must be equal (ConflictingWrite otherwise,
+        and then nothing of this call is stored). ShareNotFound if the upload was aborted
+        meanwhile. The buffers are not kept.
+        """
+        if bucket.state is not BucketState.OPEN:
+            raise ShareNotFound(f"the upload of share {bucket.shnum} was aborted")
+        size = sum(len(c) for c in chunks)
+        if size == 0:
+            return
+        end = offset + size
+        overlaps = bucket.written.overlaps(offset, end)
+        if overlaps:
+            data = b"".join(chunks)
+            for span in overlaps:
+                have = os.pread(fd, span.end - span.begin, container.HEADER_SIZE + span.begin)
+                if have != data[span.begin - offset : span.end - offset]:
+                    raise ConflictingWrite(
+                        f"bytes {span.begin}..{span.end - 1} of share {bucket.shnum} differ from those already written"
+                    )
+            if overlaps == [Span(offset, end)]:
+                bucket.last_activity = self._mono()
+                return  # an exact rewrite: nothing new
+            chunks = [data]
+        try:
+            _pwritev_all(fd, chunks, container.HEADER_SIZE + offset)
+        except OSError as exc:
+            raise StorageError(f"cannot write share data: {exc.strerror}") from None
+        bucket.written.add(offset, end)
+        bucket.last_activity = self._mono()
+
+    def end_write(self, bucket: Bucket, fd: int) -> None:
+        os.close(fd)
+        bucket.writing = False
+        bucket.last_activity = self._mono()
+        if bucket.state is BucketState.ABORTED:
+            _unlink_quietly(bucket.incoming)
+            _remove_empty_dirs(bucket.incoming.parent, self.incoming)
+
+    def start_finish(self, bucket: Bucket) -> None:
+        """Every byte is written: no more writes or aborts; ``finish_sync`` comes next."""
+        bucket.state = BucketState.COMPLETING
+
+    @staticmethod
+    def finish_sync(bucket: Bucket, fd: int) -> None:
+        """fsync the share, move it into place and fsync the directories (blocking: run in a thread)."""
+        try:
+            os.fsync(fd)
+            created = _make_dirs(bucket.final.parent)
+            os.rename(bucket.incoming, bucket.final)
+            # The new entry lives in the share's directory; each directory made here lives in its parent.
+            for directory in {bucket.final.parent, *(d.parent for d in created)}:
+                _fsync_dir(directory)
+        except OSError as exc:
+            raise StorageError(f"cannot complete share {bucket.shnum}: {exc.strerror}") from None
+
+    def end_finish(self, bucket: Bucket, ok: bool) -> None:
+        """After ``finish_sync``: forget the bucket (on failure too: its upload is lost)."""
+        bucket.state = BucketState.DONE if ok else BucketState.ABORTED
+        self._buckets.pop(bucket.key, None)
+        if not ok:
+            _unlink_quietly(bucket.incoming)
+        _remove_empty_dirs(bucket.incoming.parent, self.incoming)
+
+    # --- abort and timeouts ---------------------------------------------------------------------
+
+    def abort(self, storage_index: bytes, shnum: int, upload_secret: bytes) -> None:
+        """Delete an in-progress upload: 405 if already complete, 401 wrong secret, 404 none."""
+        bucket = self._buckets.get((storage_index, shnum))
+        if bucket is None or bucket.state is BucketState.COMPLETING:
+            if bucket is not None or shnum in self.complete_shares(storage_index):
+                raise AlreadyComplete(
+                    f"share {shnum} of this storage index is complete and cannot be aborted"
+                )
+            raise ShareNotFound(f"no upload in progress for share {shnum} of this storage index")
+        if not hmac.compare_digest(bucket.upload_secret, upload_secret):
+            raise UploadSecretMismatch(f"wrong upload secret for share {shnum} of this storage index")
+        self._drop(bucket)
+
+    def _drop(self, bucket: Bucket) -> None:
+        bucket.state = BucketState.ABORTED
+        self._buckets.pop(bucket.key, None)
+        if not bucket.writing:  # else end_write unlinks it once the writer lets go
+            _unlink_quietly(bucket.incoming)
+            _remove_empty_dirs(bucket.incoming.parent, self.incoming)
+
+    def expire_idle(self) -> list[Bucket]:
+        """Abort open buckets that saw no write for ``idle_bucket_timeout_s``; returns them."""
+        deadline = self._mono() - self.settings.idle_bucket_timeout_s
+        idle = [
+            b
+            for b in self._buckets.values()
+            if b.state is BucketState.OPEN and not b.writing and b.last_activity <= deadline
+        ]
+        for bucket in idle:
+            self._drop(bucket)
+        return idle
+
+    def in_progress(self) -> list[Bucket]:
+        return list(self._buckets.values())
+
+    # --- corruption advisories ------------------------------------------------------------------
+
+    def advise_corrupt(self, storage_index: bytes, shnum: int, reason: str) -> Path:
+        """Record a client's report that a complete share is corrupt; ShareNotFound if absent."""
+        if shnum not in self.complete_shares(storage_index):
+            raise ShareNotFound(f"no complete share {shnum} for this storage index")
+        si = storage_index_text(storage_index)
+        self.advisories.mkdir(parents=True, exist_ok=True)
+        stamp = time.strftime("%Y-%m-%dT%H%M%S", time.gmtime(self._wall()))
+        path = self.advisories / f"{stamp}--{si}-{shnum}"
+        n = 0
+        while path.exists():
+            n += 1
+            path = self.advisories / f"{stamp}.{n}--{si}-{shnum}"
+        text = (
+            "report: Share Corruption\ntype: immutable\n"
+            f"storage_index: {si}\nshare_number: {shnum}\n\n{reason}\n\n"
+        )
+        path.write_text(text, encoding="utf-8")
+        return path
+
+
+def _pwritev_all(fd: int, chunks: Sequence[bytes], offset: int) -> None:
+    for start in range(0, len(chunks), _IOV_MAX):
+        batch: list[bytes | memoryview] = list(chunks[start : start + _IOV_MAX])
+        want = sum(len(c) for c in batch)
+        while want:
+            done = os.pwritev(fd, batch, offset)
+            if done == 0:
+                raise OSError(errno.EIO, "pwritev wrote nothing")
+            offset += done
+            want -= done
+            while done and batch:  # drop what was written (rare: partial writes)
+                if done >= len(batch[0]):
+                    done -= len(batch[0])
+                    batch.pop(0)
+                else:
+                    batch[0] = memoryview(batch[0])[done:]
+                    done = 0
+
+
+def _make_dirs(directory: Path) -> list[Path]:
+    """mkdir -p; return the directories created, deepest first."""
+    created: list[Path] = []
+    probe = directory
+    while not probe.exists():
+        created.append(probe)
+        probe = probe.parent
+    directory.mkdir(parents=True, exist_ok=True)
+    return created
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _unlink_quietly(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+def _remove_empty_dirs(directory: Path, stop: Path) -> None:
+    while directory != stop and stop in directory.parents:
+        try:
+            directory.rmdir()
+        except OSError:
+            return
+        directory = directory.parent
+
+
+__all__ = [
+    "IDLE_BUCKET_TIMEOUT_S",
+    "Bucket",
+    "BucketState",
+    "ShareReader",
+    "ShareStore",
+    "StoreSettings",
+]
