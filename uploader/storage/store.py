@@ -271,14 +271,15 @@ class ShareStore:
                 continue
             if allocated_size > room or (limit is not None and allocated_size > limit):
                 continue
-            self._create_bucket(storage_index, shnum, allocated_size, renew, cancel, upload_secret, now)
-            room -= allocated_size
-            allocated.append(shnum)
+            if self._create_bucket(storage_index, shnum, allocated_size, renew, cancel, upload_secret, now):
+                room -= allocated_size
+                allocated.append(shnum)
         return have, allocated
 
     def _create_bucket(
         self, si: bytes, shnum: int, size: int, renew: bytes, cancel: bytes, secret: bytes, now: float
-    ) -> None:
+    ) -> bool:
+        """Create the incoming container; False when the disk has no room for it after all."""
         incoming_dir = self.incoming_dir(si)
         incoming_dir.mkdir(parents=True, exist_ok=True)
         path = incoming_dir / str(shnum)
@@ -287,14 +288,20 @@ class ShareStore:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
             try:
                 os.pwrite(fd, container.pack_header(size, 1), 0)
-                os.pwrite(fd, lease, container.HEADER_SIZE + size)  # the data area stays a hole
+                os.pwrite(fd, lease, container.HEADER_SIZE + size)
+                # Reserve the blocks now: the space is really ours, a full disk shows up here rather
+                # than mid-upload, and writes into allocated extents cost the kernel less.
+                _reserve(fd, container.HEADER_SIZE, size)
             finally:
                 os.close(fd)
         except OSError as exc:
             _unlink_quietly(path)
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                return False
             raise StorageError(f"cannot create an incoming share: {exc.strerror}") from None
         bucket = Bucket(si, shnum, size, secret, path, self.share_dir(si) / str(shnum), self._mono())
         self._buckets[bucket.key] = bucket
+        return True
 
     # --- write ----------------------------------------------------------------------------------
 
@@ -377,6 +384,8 @@ class ShareStore:
         """fsync the share, move it into place and fsync the directories (blocking: run in a thread)."""
         try:
             os.fsync(fd)
+            # The bytes are on disk: let the kernel reuse their page-cache pages for the next upload.
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
             created = _make_dirs(bucket.final.parent)
             os.rename(bucket.incoming, bucket.final)
             # The new entry lives in the share's directory; each directory made here lives in its parent.
@@ -469,6 +478,15 @@ def _pwritev_all(fd: int, chunks: Sequence[bytes], offset: int) -> None:
                 else:
                     batch[0] = memoryview(batch[0])[done:]
                     done = 0
+
+
+def _reserve(fd: int, offset: int, length: int) -> None:
+    """posix_fallocate, where the filesystem supports it (reading the range still gives zeros)."""
+    try:
+        os.posix_fallocate(fd, offset, length)
+    except OSError as exc:
+        if exc.errno not in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+            raise
 
 
 def _make_dirs(directory: Path) -> list[Path]:
