@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import uvloop
 
 from uploader.wire import protocol as wire
 from uploader.wire.nurl import Nurl, parse_nurl
@@ -107,15 +108,9 @@ def run(
             if not line:
                 raise RuntimeError("storage server exited before printing its NURL")
             nurl = parse_nurl(line)
-            try:
-                import uvloop
-
-                runner = uvloop.run
-            except ImportError:  # pragma: no cover
-                runner = asyncio.run
-            runner(_push(nurl, 4096, 1, 4096))  # warm-up: TLS, imports, first allocation
+            uvloop.run(_push(nurl, 4096, 1, 4096))  # warm-up: TLS, imports, first allocation
             cpu0, self0, t0 = _cpu_seconds(proc.pid), _self_cpu(), time.perf_counter()
-            runner(_push(nurl, share_size, parallel, chunk))
+            uvloop.run(_push(nurl, share_size, parallel, chunk))
             seconds = time.perf_counter() - t0
             server_cpu = _cpu_seconds(proc.pid) - cpu0
             client_cpu = _self_cpu() - self0
