@@ -23,7 +23,7 @@ from uploader.errors import LocalIOError, SourceChanged
 from uploader.supervisor import EncodeResult, JobError, WorkerPool
 from workers.geometry import LIT_MAX_SIZE, EncodingParams, Geometry
 from workers.hashes import TAG_CRYPTTEXT, BytesLike, TaggedHasher
-from workers.keys import ConvergentKeyHasher, random_key
+from workers.keys import ConvergentKeyHasher, random_key, storage_index
 from workers.segment import EncodedSegment, encode_segment
 from workers.source import FileIdentity, iter_chunks, read_exact
 
@@ -153,11 +153,16 @@ async def encode_file_pooled(
     client: Hashable | None = None,
     progress: Progress | None = None,
     on_segment: Callable[[EncodeResult], Awaitable[None]] | None = None,
+    on_stall: Callable[[], Awaitable[None]] | None = None,
+    on_key: Callable[[bytes, bytes], Awaitable[None]] | None = None,
 ) -> tuple[Cap, FileTrailer | None]:
     """Both passes on the worker pool; at most ``window`` segments in flight, results taken in order.
 
-    Workers read the file themselves (path + offset). ``on_segment`` sees each segment's blocks in
-    file order before they are released (the upload sends them from there).
+    Workers read the file themselves (path + offset). ``on_segment`` receives each segment's result
+    in file order and owns it: it must ``release()`` it once the blocks are sent (the upload holds
+    blocks in shared-memory slots until their writes finish). ``on_stall`` runs whenever the next
+    segment is not ready yet, so a caller that coalesces blocks can flush instead of waiting.
+    ``on_key(key, storage_index)`` runs between the passes (the upload places its shares there).
     """
     client = client if client is not None else object()
     fd, identity = open_source(path)
@@ -177,6 +182,8 @@ async def encode_file_pooled(
             key = await pool.key_pass(client, source, identity.size, secret, g.k, g.n, g.segment_size)
         if progress:
             progress(identity.size)
+        if on_key is not None:
+            await on_key(key, storage_index(key))
         enc = FileEncoder(g, key)
         pending: deque[asyncio.Task[EncodeResult]] = deque()
         next_seg = 0
@@ -190,10 +197,18 @@ async def encode_file_pooled(
                         )
                     )
                     next_seg += 1
-                with await pending.popleft() as result:
+                if on_stall is not None and not pending[0].done():
+                    await on_stall()  # about to wait for the workers: let the caller flush what it holds
+                result = await pending.popleft()
+                try:
                     enc.add(result.segment, result.crypttext_hash, result.block_hashes, result.blocks)
-                    if on_segment is not None:
-                        await on_segment(result)
+                except BaseException:
+                    result.release()
+                    raise
+                if on_segment is not None:
+                    await on_segment(result)  # it owns the result now, and releases it
+                else:
+                    result.release()
                 if progress:
                     progress(g.segment_length(result.segment))
         finally:

@@ -63,3 +63,8 @@ def load_or_create_secret(path: Path, explicit: bool) -> bytes:
 
 def convergence_secret(config: Config) -> bytes:
     return load_or_create_secret(convergence_secret_path(config), config.convergence_secret_file is not None)
+
+
+def lease_secret(config: Config) -> bytes:
+    """This client's lease secret (Tahoe: ``private/secret``), created once in the data dir."""
+    return load_or_create_secret(config.data_dir / "lease_secret", explicit=False)

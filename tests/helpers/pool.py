@@ -18,8 +18,9 @@ async def pool_encode_shares(
     data: list[bytearray] = [bytearray() for _ in range(params.n)]
 
     async def collect(result: EncodeResult) -> None:
-        for j, block in enumerate(result.blocks):
-            data[j] += block
+        with result:
+            for j, block in enumerate(result.blocks):
+                data[j] += block
 
     cap, trailer = await encode_file_pooled(pool, path, params, secret, window=window, on_segment=collect)
     if trailer is None:

@@ -131,8 +131,9 @@ def test_worker_fault_mid_job_is_survived(tmp_path: Path, fault: str) -> None:
         async def on_segment(result: EncodeResult) -> None:
             nonlocal seen
             seen += 1
-            for j, b in enumerate(result.blocks):
-                shares[j] += b
+            with result:
+                for j, b in enumerate(result.blocks):
+                    shares[j] += b
             if seen == 5:
                 os.kill(victim, getattr(signal, fault))
 
@@ -180,6 +181,7 @@ def test_workers_die_with_the_network_process(tmp_path: Path) -> None:
             await pool.start()
             print(*pool.worker_pids(), flush=True)
             async def busy(result):
+                result.release()
                 print("segment", result.segment, flush=True)
             while True:
                 await encode_file_pooled(pool, Path({str(path)!r}), EncodingParams(3, 10, 1 << 20), b"s",

@@ -1,0 +1,550 @@
+"""The upload job: key pass, placement, pipelined pass 2, trailers, completion — in the network process.
+
+One upload, step by step (ARCHITECTURE.md):
+
+1. key pass on the pool (convergent or random key) → storage index, geometry, allocated size;
+2. servers in permuted order (SHA-1 of SI ‖ permutation seed), the first 2N; ask them which shares
+   they already hold; ``placement.plan``; allocate; repeat while refusals improve happiness;
+3. pass 2 through ``encode_file_pooled``: each segment's N blocks stay in their shared-memory slot
+   while the writes that carry them are in flight; per share, consecutive blocks are coalesced into
+   writes of up to ``write_size`` bytes (flushed early whenever the workers fall behind, so the link
+   never waits for coalescing); per server, at most ``pipeline_depth`` bytes are in flight;
+4. the trailing sections of every share, all but their last bytes; a barrier; then the last bytes,
+   so a failed upload leaves no share complete where it can help it; the cap only after every placed
+   share reported complete (HTTP 201).
+
+A server that fails mid-upload (refused, reset, 5xx, timeout) is retried with backoff where that is
+safe (writes are idempotent); once lost, its shares are re-placed on spare servers when the grid has
+any — their earlier blocks re-encoded from the source — or dropped while ``happy`` still holds. When
+happiness cannot be met, every bucket is aborted and NotEnoughServers names the servers and counts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from uploader.chk.caps import Cap, LitCap
+from uploader.chk.layout import ShareLayout
+from uploader.chk.lease import lease_secrets
+from uploader.chk.trees import expected_layout
+from uploader.encoding import check_unchanged, encode_file_pooled, open_source
+from uploader.errors import NotEnoughServers
+from uploader.gbs import StorageClient
+from uploader.gbs.errors import ServerError
+from uploader.placement import Candidate, placement_happiness, plan
+from uploader.supervisor import EncodeResult, WorkerPool
+from workers.base32 import b32encode
+from workers.geometry import LIT_MAX_SIZE, EncodingParams, Geometry
+from workers.source import read_exact
+
+log = logging.getLogger("uploader.upload")
+
+RETRY_DELAYS_S = (0.2, 0.5, 1.0, 2.0)
+TAIL_HOLDBACK = 1  # bytes of each share kept back until every share is otherwise written
+
+
+@dataclass(frozen=True)
+class UploadSettings:
+    params: EncodingParams
+    happy: int
+    window: int  # segments in flight for this upload
+    pipeline_depth: int  # bytes in flight per server
+    write_size: int = 1024 * 1024  # coalesce consecutive blocks of a share up to this many bytes
+
+
+@dataclass
+class UploadResult:
+    cap: Cap
+    size: int
+    seconds: float
+    share_bytes_sent: int = 0
+    servers: dict[str, list[int]] = field(default_factory=dict)  # server name -> shares it holds
+
+
+class _Hold:
+    """A segment's blocks, shared by the writes that carry them; released after the last one."""
+
+    __slots__ = ("on_done", "refs", "result")
+
+    def __init__(self, result: EncodeResult, refs: int, on_done: Callable[[int], None] | None) -> None:
+        self.result = result
+        self.refs = refs
+        self.on_done = on_done
+        if refs == 0:
+            self._finish()
+
+    def drop(self) -> None:
+        self.refs -= 1
+        if self.refs == 0:
+            self._finish()
+
+    def _finish(self) -> None:
+        segment = self.result.segment
+        self.result.release()
+        if self.on_done is not None:
+            self.on_done(segment)
+
+
+class _Budget:
+    """Bytes in flight to one server; a write larger than the whole budget waits for all of it."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.free = capacity
+        self._cond = asyncio.Condition()
+
+    async def acquire(self, n: int) -> int:
+        n = min(n, self.capacity)
+        async with self._cond:
+            await self._cond.wait_for(lambda: self.free >= n)
+            self.free -= n
+        return n
+
+    async def release(self, n: int) -> None:
+        async with self._cond:
+            self.free += n
+            self._cond.notify_all()
+
+
+class _Link:
+    """One server within one upload."""
+
+    def __init__(self, client: StorageClient, depth: int) -> None:
+        self.client = client
+        self.budget = _Budget(depth)
+        self.upload_secret = os.urandom(20)
+        self.lost: BaseException | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.client.nurl.host}:{self.client.nurl.port}"
+
+
+class _Bucket:
+    """One share being written to one server."""
+
+    def __init__(self, link: _Link, shnum: int) -> None:
+        self.link = link
+        self.shnum = shnum
+        self.pending: list[memoryview | bytes] = []
+        self.holds: list[_Hold] = []
+        self.pending_offset = 0
+        self.pending_bytes = 0
+        self.complete = False
+        self.failed = False
+        self.trailer_sent = False
+        self.tail_sent = False
+
+    @property
+    def live(self) -> bool:
+        return not self.failed and self.link.lost is None
+
+
+class Upload:
+    """One file's upload; create, then ``await run()`` once."""
+
+    def __init__(
+        self,
+        pool: WorkerPool,
+        clients: Sequence[StorageClient],
+        settings: UploadSettings,
+        path: Path,
+        secret: bytes | None,
+        lease_secret: bytes,
+        progress: Callable[[int], None] | None = None,
+    ) -> None:
+        self.pool = pool
+        self.clients = list(clients)
+        self.settings = settings
+        self.path = path
+        self.secret = secret
+        self.lease_secret = lease_secret
+        self.progress = progress
+        self.links: dict[str, _Link] = {}
+        self.buckets: list[_Bucket] = []
+        self.kept: dict[str, set[int]] = {}
+        self.spares: list[_Link] = []
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.backfills: set[asyncio.Task[None]] = set()
+        self.share_bytes_sent = 0
+        self.segments_done = 0
+        self._lost_event = asyncio.Event()
+        self.next_segment = 0
+        self.client_id = object()
+
+    # ---- the job ------------------------------------------------------------------------------
+    async def run(self) -> UploadResult:
+        start = time.monotonic()
+        fd, identity = open_source(self.path)
+        try:
+            if identity.size <= LIT_MAX_SIZE:
+                data = read_exact(fd, 0, identity.size)
+                check_unchanged(self.path, identity)
+                return UploadResult(LitCap(data), identity.size, time.monotonic() - start)
+        finally:
+            os.close(fd)
+        g = Geometry.from_params(self.settings.params, identity.size)
+        self.geometry = g
+        self.layout: ShareLayout = expected_layout(g)
+        try:
+            cap, trailer = await encode_file_pooled(
+                self.pool,
+                self.path,
+                self.settings.params,
+                self.secret,
+                window=self.settings.window,
+                client=self.client_id,
+                progress=self._key_progress,
+                on_key=self._place,
+                on_segment=self._on_segment,
+                on_stall=self._flush_all,
+            )
+            assert trailer is not None
+            await self._finish(trailer.share_trailer)
+        except BaseException:
+            await self._abort_all()
+            raise
+        finally:
+            await self._cancel_tasks()
+        servers: dict[str, list[int]] = {}
+        for b in self.buckets:
+            if b.live and b.complete:
+                servers.setdefault(b.link.name, []).append(b.shnum)
+        for name, shares in self.kept.items():
+            servers.setdefault(self.links[name].name if name in self.links else name, []).extend(
+                sorted(shares)
+            )
+        return UploadResult(cap, identity.size, time.monotonic() - start, self.share_bytes_sent, servers)
+
+    def _key_progress(self, nbytes: int) -> None:
+        if self.progress is not None:
+            self.progress(nbytes)
+
+    # ---- placement ----------------------------------------------------------------------------
+    async def _place(self, key: bytes, storage_index: bytes) -> None:
+        self.key = key
+        self.storage_index = storage_index
+        n, size = self.geometry.n, self.layout.share_size
+        ranked = sorted(
+            self.clients, key=lambda c: hashlib.sha1(storage_index + c.permutation_seed).digest()
+        )[: 2 * n]
+        links = {self._id(c): _Link(c, self.settings.pipeline_depth) for c in ranked}
+        self.links = links
+        listed = await asyncio.gather(*(self._list(link) for link in links.values()))
+        real: dict[str, set[int]] = {}  # complete shares servers already hold
+        writable: dict[str, bool] = {}
+        for (sid, link), found in zip(links.items(), listed, strict=True):
+            if found is not None:  # None: unreachable, not a candidate at all
+                real[sid] = set(found)
+                writable[sid] = link.client.version.maximum_immutable_share_size >= size
+        allocated: dict[str, set[int]] = {}
+        refused: set[str] = set()
+        best = -1
+        while True:
+            cands = [
+                Candidate(
+                    sid,
+                    writable[sid] and sid not in refused,
+                    frozenset(real[sid] | allocated.get(sid, set())),
+                )
+                for sid in real
+            ]
+            requests = {sid: set(shares) for sid, shares in plan(cands, n).to_allocate.items()}
+            results = await asyncio.gather(
+                *(self._allocate(links[sid], shares) for sid, shares in requests.items())
+            )
+            newly_refused = False
+            for (sid, asked), resp in zip(requests.items(), results, strict=True):
+                got, have = resp if resp is not None else (set(), set())
+                allocated.setdefault(sid, set()).update(got)
+                real[sid] |= have & set(range(n))
+                if resp is None or asked - got - have:
+                    refused.add(sid)  # Tahoe's rule: a server that refuses is read-only from now on
+                    newly_refused = True
+            holders = {sid: real[sid] | allocated.get(sid, set()) for sid in real}
+            happy_now = placement_happiness(holders)
+            if not newly_refused or happy_now <= best:
+                break
+            best = happy_now
+        self.kept = {sid: shares for sid, shares in real.items() if shares}
+        for sid, shares in sorted(allocated.items()):
+            for shnum in sorted(shares):
+                self.buckets.append(_Bucket(links[sid], shnum))
+        self.spares = [
+            links[sid] for sid in real if writable[sid] and sid not in refused and not allocated.get(sid)
+        ]
+        if happy_now < self.settings.happy:
+            raise NotEnoughServers(self._unhappy_message(happy_now, len(real), len(links)))
+        log.info(
+            "si=%s placed %d shares on %d servers (happiness %d, %d kept)",
+            b32encode(storage_index),
+            len(self.buckets),
+            len({b.link for b in self.buckets}),
+            happy_now,
+            sum(len(s) for s in self.kept.values()),
+        )
+
+    def _unhappy_message(self, happiness: int, reachable: int, asked: int) -> str:
+        lost = sorted({link.name for link in self.links.values() if link.lost is not None})
+        text = (
+            f"servers of happiness not met: {happiness} servers would hold distinct shares, {self.settings.happy} "
+            f"needed (k={self.geometry.k}, N={self.geometry.n}); {asked} servers asked, {reachable} reachable"
+        )
+        if lost:
+            text += f"; lost during the upload: {', '.join(lost)}"
+        return text
+
+    @staticmethod
+    def _id(client: StorageClient) -> str:
+        return client.nurl.spki_hash
+
+    async def _list(self, link: _Link) -> frozenset[int] | None:
+        try:
+            return await link.client.list_shares(self.storage_index)
+        except ServerError as exc:
+            log.warning("server %s unavailable for placement: %s", link.name, exc)
+            link.lost = exc
+            return None
+
+    async def _allocate(self, link: _Link, shares: Iterable[int]) -> tuple[set[int], set[int]] | None:
+        renew, cancel = lease_secrets(self.lease_secret, self.storage_index, link.client.lease_seed)
+        try:
+            resp = await link.client.allocate(
+                self.storage_index, sorted(shares), self.layout.share_size, renew, cancel, link.upload_secret
+            )
+        except ServerError as exc:
+            log.warning("server %s refused allocation: %s", link.name, exc)
+            return None
+        return set(resp.allocated), set(resp.already_have)
+
+    # ---- pass 2 -------------------------------------------------------------------------------
+    async def _on_segment(self, result: EncodeResult) -> None:
+        live = [b for b in self.buckets if b.live]
+        hold = _Hold(result, len(live), self._segment_sent)
+        for bucket in live:
+            block = result.blocks[bucket.shnum]
+            if not bucket.pending:
+                bucket.pending_offset = self.layout.block_offset(result.segment)
+                if result.segment == 0:
+                    bucket.pending.append(self.layout.pack_header())
+                    bucket.pending_offset = 0
+                    bucket.pending_bytes += self.layout.header_size
+            bucket.pending.append(block)
+            bucket.holds.append(hold)
+            bucket.pending_bytes += len(block)
+            if bucket.pending_bytes >= self.settings.write_size:
+                await self._flush(bucket)
+        self.next_segment = result.segment + 1
+        if self._lost_event.is_set():
+            await self._recover()
+
+    def _segment_sent(self, segment: int) -> None:
+        self.segments_done += 1
+        if self.progress is not None:
+            self.progress(self.geometry.segment_length(segment))
+
+    async def _flush_all(self) -> None:
+        for bucket in self.buckets:
+            if bucket.pending:
+                await self._flush(bucket)
+
+    async def _flush(self, bucket: _Bucket) -> None:
+        buffers, holds, offset = bucket.pending, bucket.holds, bucket.pending_offset
+        bucket.pending, bucket.holds, bucket.pending_bytes = [], [], 0
+        if not bucket.live:
+            for h in holds:
+                h.drop()
+            return
+        await self._send(bucket, offset, buffers, holds)
+
+    async def _send(
+        self, bucket: _Bucket, offset: int, buffers: list[memoryview | bytes], holds: list[_Hold]
+    ) -> None:
+        size = sum(len(b) for b in buffers)
+        try:
+            taken = await bucket.link.budget.acquire(size)
+        except BaseException:
+            for h in holds:
+                h.drop()
+            raise
+        task = asyncio.create_task(self._write(bucket, offset, buffers, holds, taken))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _write(
+        self, bucket: _Bucket, offset: int, buffers: list[memoryview | bytes], holds: list[_Hold], taken: int
+    ) -> None:
+        link = bucket.link
+        try:
+            for attempt, delay in enumerate((*RETRY_DELAYS_S, None)):
+                if not bucket.live:
+                    return
+                try:
+                    required = await link.client.write(
+                        self.storage_index, bucket.shnum, offset, buffers, link.upload_secret
+                    )
+                except ServerError as exc:
+                    if exc.retryable and delay is not None:
+                        log.info(
+                            "write to %s failed (%s); retry %d in %.1f s", link.name, exc, attempt + 1, delay
+                        )
+                        await asyncio.sleep(delay)
+                        continue
+                    self._lose(bucket, exc)
+                    return
+                self.share_bytes_sent += sum(len(b) for b in buffers)
+                if not required:
+                    bucket.complete = True
+                return
+        finally:
+            await link.budget.release(taken)
+            for h in holds:
+                h.drop()
+
+    def _lose(self, bucket: _Bucket, exc: BaseException) -> None:
+        if exc is not None and getattr(exc, "status", None) in (401, 404, 409, 416):
+            bucket.failed = True  # this bucket is broken, the server may be fine
+            log.warning("share %d on %s failed: %s", bucket.shnum, bucket.link.name, exc)
+        elif bucket.link.lost is None:
+            bucket.link.lost = exc
+            log.warning("server %s lost mid-upload: %s", bucket.link.name, exc)
+        self._lost_event.set()
+
+    # ---- recovery -----------------------------------------------------------------------------
+    def _holders(self) -> dict[str, set[int]]:
+        out: dict[str, set[int]] = {
+            sid: set(v) for sid, v in self.kept.items() if self.links[sid].lost is None
+        }
+        for b in self.buckets:
+            if b.live:
+                out.setdefault(self._id(b.link.client), set()).add(b.shnum)
+        return out
+
+    async def _recover(self) -> None:
+        """Re-place the shares of lost buckets on spares; fail if happiness can no longer hold."""
+        self._lost_event.clear()
+        placed = {shnum for shares in self._holders().values() for shnum in shares}
+        orphans = sorted({b.shnum for b in self.buckets if not b.live} - placed)
+        while orphans and self.spares:
+            link = self.spares.pop(0)
+            if link.lost is not None:
+                continue
+            shnum = orphans[0]
+            got = await self._allocate(link, {shnum})
+            if got is None or shnum not in got[0]:
+                continue
+            orphans.pop(0)
+            bucket = _Bucket(link, shnum)
+            self.buckets.append(bucket)
+            log.info("share %d re-placed on spare server %s", shnum, link.name)
+            task = asyncio.create_task(self._backfill(bucket, self.next_segment))
+            self.backfills.add(task)
+        happiness = placement_happiness(self._holders())
+        if happiness < self.settings.happy:
+            raise NotEnoughServers(self._unhappy_message(happiness, len(self.links), len(self.links)))
+
+    async def _backfill(self, bucket: _Bucket, upto: int) -> None:
+        """Re-encode segments [0, upto) from the source and write this bucket's blocks of them."""
+        g = self.geometry
+        for seg in range(upto):
+            if not bucket.live:
+                return
+            result = await self.pool.encode(
+                self.client_id,
+                seg,
+                self.key,
+                g.segment_offset(seg),
+                g.segment_length(seg),
+                g.k,
+                g.n,
+                source=str(self.path),
+            )
+            hold = _Hold(result, 1, None)
+            buffers: list[memoryview | bytes] = [result.blocks[bucket.shnum]]
+            offset = self.layout.block_offset(seg)
+            if seg == 0:
+                buffers.insert(0, self.layout.pack_header())
+                offset = 0
+            await self._send(bucket, offset, buffers, [hold])
+
+    # ---- finish -------------------------------------------------------------------------------
+    async def _finish(self, share_trailer: Callable[[int], bytes]) -> None:
+        """Trailers, then — once every share is otherwise written — each share's last byte."""
+        tails: dict[int, bytes] = {}
+        start, end = self.layout.plaintext_hash_tree, self.layout.share_size - TAIL_HOLDBACK
+        while True:
+            await self._flush_all()
+            while self.backfills:
+                done = set(self.backfills)
+                await asyncio.gather(*done)
+                self.backfills -= done
+            await self._drain()
+            if await self._recovered():
+                continue
+            for bucket in self._live():
+                if not bucket.trailer_sent:
+                    bucket.trailer_sent = True
+                    trailer = tails.setdefault(bucket.shnum, share_trailer(bucket.shnum))
+                    await self._send(bucket, start, [trailer[:-TAIL_HOLDBACK]], [])
+            await self._drain()
+            if await self._recovered():
+                continue
+            happiness = placement_happiness(self._holders())
+            if happiness < self.settings.happy:
+                raise NotEnoughServers(self._unhappy_message(happiness, len(self.links), len(self.links)))
+            for bucket in self._live():
+                if not bucket.tail_sent:
+                    bucket.tail_sent = True
+                    await self._send(bucket, end, [tails[bucket.shnum][-TAIL_HOLDBACK:]], [])
+            await self._drain()
+            if not await self._recovered():
+                break
+        incomplete = [b for b in self._live() if not b.complete]
+        if incomplete:
+            names = ", ".join(f"share {b.shnum} on {b.link.name}" for b in incomplete)
+            raise NotEnoughServers(f"servers did not report these shares complete: {names}")
+
+    def _live(self) -> list[_Bucket]:
+        return [b for b in self.buckets if b.live]
+
+    async def _recovered(self) -> bool:
+        """True when a loss was handled (and the finishing steps must run again for new buckets)."""
+        if not self._lost_event.is_set():
+            return False
+        await self._recover()
+        return True
+
+    async def _drain(self) -> None:
+        while self.tasks:
+            await asyncio.gather(*list(self.tasks), return_exceptions=True)
+
+    async def _abort_all(self) -> None:
+        for b in self.buckets:
+            b.failed = True
+        await self._cancel_tasks()
+        aborts = []
+        for b in self.buckets:
+            if not b.complete and b.link.lost is None:
+                aborts.append(self._abort(b))
+        await asyncio.gather(*aborts, return_exceptions=True)
+
+    async def _abort(self, bucket: _Bucket) -> None:
+        with contextlib.suppress(ServerError):
+            await bucket.link.client.abort(self.storage_index, bucket.shnum, bucket.link.upload_secret)
+
+    async def _cancel_tasks(self) -> None:
+        for task in list(self.tasks) + list(self.backfills):
+            task.cancel()
+        await asyncio.gather(*self.tasks, *self.backfills, return_exceptions=True)
+        for b in self.buckets:
+            for h in b.holds:
+                h.drop()
+            b.holds, b.pending = [], []
