@@ -70,6 +70,14 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return web.Response(status=exc.http_status, text=str(exc))
 
 
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 class StorageApp:
     """Handlers bound to one store and one swissnum."""
 
@@ -95,6 +103,8 @@ class StorageApp:
     def _guard(self, request: web.Request, required: frozenset[wire.Secret]) -> dict[wire.Secret, bytes]:
         """401 unless Authorization is exactly right; 400 unless the secrets are exactly ``required``."""
         values = request.headers.getall("Authorization", [])
+        if values and not _is_utf8(values[0]):  # aiohttp keeps undecodable bytes as surrogates
+            raise wire.WireError("the Authorization header is not UTF-8")
         if not wire.authorization_matches(values[0] if values else None, self.settings.swissnum):
             raise web.HTTPUnauthorized(text="wrong or missing Authorization header")
         return wire.parse_secret_headers(request.headers.getall(wire.SECRETS_HEADER, []), required)

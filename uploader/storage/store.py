@@ -79,6 +79,7 @@ class Bucket:
     written: RangeSet = field(default_factory=RangeSet)
     state: BucketState = BucketState.OPEN
     writing: bool = False  # a PATCH holds this bucket (one writer at a time)
+    preallocated: bool = True  # its blocks were reserved with fallocate (already off the free space)
 
     @property
     def key(self) -> tuple[bytes, int]:
@@ -128,6 +129,7 @@ class ShareStore:
         *,
         wall_clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        disk_free: Callable[[Path], int] | None = None,
     ) -> None:
         self.root = root
         self.settings = settings or StoreSettings()
@@ -136,6 +138,7 @@ class ShareStore:
         self.advisories = root / "corruption-advisories"
         self._wall = wall_clock
         self._mono = monotonic
+        self._disk_free = disk_free or _statvfs_free
         self._buckets: dict[tuple[bytes, int], Bucket] = {}
         self.shares.mkdir(parents=True, exist_ok=True)
         self.clean_incoming()
@@ -158,10 +161,15 @@ class ShareStore:
     # --- space ----------------------------------------------------------------------------------
 
     def remaining_space(self) -> int:
-        """Free bytes less the reserve less what in-progress buckets may still write."""
-        st = os.statvfs(self.root)
-        free = st.f_bavail * st.f_frsize - self.settings.reserved_space
-        outstanding = sum(b.allocated_size - b.written.covered() for b in self._buckets.values())
+        """Free bytes less the reserve less what in-progress buckets may still write.
+
+        Buckets whose blocks were preallocated are already off the disk's free space; others
+        (filesystems without fallocate) count for their unwritten bytes.
+        """
+        free = self._disk_free(self.root) - self.settings.reserved_space
+        outstanding = sum(
+            b.allocated_size - b.written.covered() for b in self._buckets.values() if not b.preallocated
+        )
         return max(0, min(MAX_UINT, free - outstanding))
 
     def version_info(self, application_version: bytes) -> VersionInfo:
@@ -291,7 +299,7 @@ class ShareStore:
                 os.pwrite(fd, lease, container.HEADER_SIZE + size)
                 # Reserve the blocks now: the space is really ours, a full disk shows up here rather
                 # than mid-upload, and writes into allocated extents cost the kernel less.
-                _reserve(fd, container.HEADER_SIZE, size)
+                preallocated = _reserve(fd, container.HEADER_SIZE, size)
             finally:
                 os.close(fd)
         except OSError as exc:
@@ -300,6 +308,7 @@ class ShareStore:
                 return False
             raise StorageError(f"cannot create an incoming share: {exc.strerror}") from None
         bucket = Bucket(si, shnum, size, secret, path, self.share_dir(si) / str(shnum), self._mono())
+        bucket.preallocated = preallocated
         self._buckets[bucket.key] = bucket
         return True
 
@@ -480,13 +489,20 @@ def _pwritev_all(fd: int, chunks: Sequence[bytes], offset: int) -> None:
                     done = 0
 
 
-def _reserve(fd: int, offset: int, length: int) -> None:
-    """posix_fallocate, where the filesystem supports it (reading the range still gives zeros)."""
+def _statvfs_free(path: Path) -> int:
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize
+
+
+def _reserve(fd: int, offset: int, length: int) -> bool:
+    """posix_fallocate where the filesystem supports it (the range still reads as zeros): True if done."""
     try:
         os.posix_fallocate(fd, offset, length)
     except OSError as exc:
         if exc.errno not in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
             raise
+        return False
+    return True
 
 
 def _make_dirs(directory: Path) -> list[Path]:
