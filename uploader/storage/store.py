@@ -78,7 +78,7 @@ class Bucket:
     last_activity: float  # monotonic seconds
     written: RangeSet = field(default_factory=RangeSet)
     state: BucketState = BucketState.OPEN
-    writing: bool = False  # a PATCH holds this bucket (one writer at a time)
+    writers: int = 0  # PATCHes now writing this bucket (several may, on any ranges)
     preallocated: bool = True  # its blocks were reserved with fallocate (already off the free space)
 
     @property
@@ -326,20 +326,18 @@ class ShareStore:
     def begin_write(self, bucket: Bucket, first: int, end: int) -> int:
         """Claim the bucket for one PATCH of bytes ``[first, end)`` and open its file: the fd.
 
-        WriteOutOfBounds (416) past the allocation; ConflictingWrite (409) when another PATCH
-        on this share is still running. Pair with ``end_write``.
+        WriteOutOfBounds (416) past the allocation. Several PATCHes may write one share at once
+        (a client pipelines them); overlapping bytes must still agree (``write``). Pair with ``end_write``.
         """
         if end > bucket.allocated_size:
             raise WriteOutOfBounds(
                 f"write of bytes {first}..{end - 1} runs past the allocated size of {bucket.allocated_size} bytes"
             )
-        if bucket.writing:
-            raise ConflictingWrite(f"another write to share {bucket.shnum} is in progress")
         try:
             fd = os.open(bucket.incoming, os.O_RDWR | os.O_CLOEXEC)
         except FileNotFoundError:
             raise ShareNotFound(f"no upload in progress for share {bucket.shnum}") from None
-        bucket.writing = True
+        bucket.writers += 1
         bucket.last_activity = self._mono()
         return fd
 
@@ -378,9 +376,9 @@ class ShareStore:
 
     def end_write(self, bucket: Bucket, fd: int) -> None:
         os.close(fd)
-        bucket.writing = False
+        bucket.writers -= 1
         bucket.last_activity = self._mono()
-        if bucket.state is BucketState.ABORTED:
+        if bucket.state is BucketState.ABORTED and not bucket.writers:
             _unlink_quietly(bucket.incoming)
             _remove_empty_dirs(bucket.incoming.parent, self.incoming)
 
@@ -429,7 +427,7 @@ class ShareStore:
     def _drop(self, bucket: Bucket) -> None:
         bucket.state = BucketState.ABORTED
         self._buckets.pop(bucket.key, None)
-        if not bucket.writing:  # else end_write unlinks it once the writer lets go
+        if not bucket.writers:  # else end_write unlinks it once the last writer lets go
             _unlink_quietly(bucket.incoming)
             _remove_empty_dirs(bucket.incoming.parent, self.incoming)
 
@@ -439,7 +437,7 @@ class ShareStore:
         idle = [
             b
             for b in self._buckets.values()
-            if b.state is BucketState.OPEN and not b.writing and b.last_activity <= deadline
+            if b.state is BucketState.OPEN and not b.writers and b.last_activity <= deadline
         ]
         for bucket in idle:
             self._drop(bucket)

@@ -128,7 +128,7 @@ def test_overlapping_writes_must_match(tmp_path: Path) -> None:
         store.end_write(bucket, fd)
 
 
-def test_bounds_secrets_and_one_writer(tmp_path: Path) -> None:
+def test_bounds_secrets_and_concurrent_writers(tmp_path: Path) -> None:
     store, _ = make_store(tmp_path)
     store.allocate(SI, [0], 48, R, C, U)
     with pytest.raises(UploadSecretMismatch):
@@ -141,12 +141,16 @@ def test_bounds_secrets_and_one_writer(tmp_path: Path) -> None:
     with pytest.raises(WriteOutOfBounds):
         store.begin_write(bucket, 40, 49)
     fd = store.begin_write(bucket, 0, 10)
+    fd2 = store.begin_write(bucket, 10, 20)  # a pipelining client writes several ranges at once
     try:
-        with pytest.raises(ConflictingWrite, match="in progress"):
-            store.begin_write(bucket, 10, 20)
+        store.write(bucket, fd2, 10, [b"b" * 10])
+        store.write(bucket, fd, 0, [b"a" * 10])
+        with pytest.raises(ConflictingWrite, match="differ"):
+            store.write(bucket, fd, 5, [b"c" * 10])
     finally:
         store.end_write(bucket, fd)
-    store.end_write(bucket, store.begin_write(bucket, 10, 20))  # free again
+        store.end_write(bucket, fd2)
+    assert bucket.required() == [Span(20, 48)]
 
 
 def test_allocate_rules(tmp_path: Path) -> None:
