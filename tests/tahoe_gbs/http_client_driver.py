@@ -20,14 +20,13 @@ import json
 import sys
 import traceback
 
-from hyperlink import DecodedURL
-from twisted.internet import defer, task
-
 from allmydata.storage.http_client import (
     StorageClientFactory,
     StorageClientGeneral,
     StorageClientImmutables,
 )
+from hyperlink import DecodedURL
+from twisted.internet import defer, task
 
 
 def b64(data: bytes) -> str:

@@ -1,0 +1,143 @@
+"""``grid start/stop/status``: real server processes, the files the grid writes, ports kept across
+restarts, and ``stop`` ending exactly the recorded processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.storage_driver import REPO, GbsClient, ServerProcess
+from uploader.config import find_config_file, load_config
+from uploader.grid import GridRecord, is_running, probe_server
+from uploader.storage.identity import read_identity
+from uploader.wire.nurl import lease_seed_of_cert, parse_nurl
+from workers.base32 import b32decode, b32encode
+
+pytestmark = pytest.mark.integration
+
+
+def uploader(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "uploader", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        timeout=120,
+    )
+
+
+def test_grid_lifecycle(tmp_path: Path, isolated_home: Path) -> None:
+    grid = tmp_path / "grid"
+    started = uploader("grid", "start", "--dir", str(grid), "--servers", "3")
+    assert started.returncode == 0, started.stderr
+    assert "3 servers up" in started.stdout
+
+    # uploader.toml is a complete client configuration, found through the current-grid record.
+    env = dict(os.environ)
+    record = Path(env["XDG_DATA_HOME"]) / "uploader" / "current-grid"
+    assert record.read_text().strip() == str(grid / "uploader.toml")
+    assert find_config_file(None, env) == grid / "uploader.toml"
+    config = load_config(None, env, {})
+    assert len(config.servers) == 3 and config.shares_happy == 3 and config.shares_total == 10
+    assert config.data_dir == grid / "client"
+    nurls = [parse_nurl(s.nurl) for s in config.servers]
+    assert [n.host for n in nurls] == ["127.0.0.1"] * 3 and len({n.port for n in nurls}) == 3
+    for n in nurls:
+        assert probe_server(n).available_space > 0
+    assert "swissnum" not in started.stdout and all(n.swissnum not in started.stdout for n in nurls)
+
+    # servers.yaml: the stock client's form (GBS spec appendix A).
+    stock = yaml.safe_load((grid / "servers.yaml").read_text())
+    assert list(stock) == ["storage"] and len(stock["storage"]) == 3
+    for (server_id, entry), n, i in zip(stock["storage"].items(), nurls, range(1, 4), strict=True):
+        ann = entry["ann"]
+        assert ann["anonymous-storage-NURLs"] == [str(n)]
+        cert_der = read_identity(grid / f"server-{i:02d}").cert_der
+        tub_id = ann["anonymous-storage-FURL"].removeprefix("pb://").removesuffix("@")
+        assert len(tub_id) == 32 and b32decode(tub_id, 20) == lease_seed_of_cert(cert_der)
+        assert b32decode(ann["permutation-seed-base32"]) == n.spki_digest
+        assert server_id == "gbs-" + b32encode(n.spki_digest)
+
+    status = uploader("grid", "status", "--dir", str(grid), "--json")
+    assert status.returncode == 0
+    lines = [json.loads(line) for line in status.stdout.splitlines()]
+    assert [(x["server"], x["up"]) for x in lines] == [(f"server-0{i}", True) for i in (1, 2, 3)]
+
+    # A share on server-01 survives stop/start; the NURLs (ports) stay the same.
+    gbs = GbsClient(nurls[0])
+    si = os.urandom(16)
+    gbs.allocate(si, [0], 10, b"u" * 20)
+    assert gbs.write(si, 0, b"u" * 20, 0, b"0123456789").status == 201
+    pids = [s.pid for s in GridRecord.load(grid).servers]  # type: ignore[union-attr]
+    assert uploader("grid", "stop", "--dir", str(grid)).returncode == 0
+    assert not any(Path(f"/proc/{pid}").exists() and _alive(pid) for pid in pids if pid)
+    down = uploader("grid", "status", "--dir", str(grid))
+    assert down.returncode == 1 and down.stdout.count("down") == 3
+    assert uploader("grid", "start", "--dir", str(grid)).returncode == 0
+    again = load_config(None, env, {})
+    assert [s.nurl for s in again.servers] == [s.nurl for s in config.servers]
+    assert gbs.read(si, 0, 0, 9).body == b"0123456789"
+    # Starting a running grid again changes nothing.
+    before = [(s.pid, s.started) for s in GridRecord.load(grid).servers]  # type: ignore[union-attr]
+    assert uploader("grid", "start", "--dir", str(grid)).returncode == 0
+    assert [(s.pid, s.started) for s in GridRecord.load(grid).servers] == before  # type: ignore[union-attr]
+    wrong = uploader("grid", "start", "--dir", str(grid), "--servers", "4")
+    assert wrong.returncode == 1 and "has 3 servers" in wrong.stderr
+    assert uploader("grid", "stop", "--dir", str(grid)).returncode == 0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_stop_ends_only_recorded_processes(tmp_path: Path) -> None:
+    grid = tmp_path / "grid"
+    assert uploader("grid", "start", "--dir", str(grid), "--servers", "1").returncode == 0
+    decoy = ServerProcess(tmp_path / "decoy")
+    try:
+        record = GridRecord.load(grid)
+        assert record is not None
+        real = record.servers[0]
+        # A record whose PID now belongs to someone else (different start time) is not signalled.
+        record.servers.append(type(real)("server-99", None, decoy.pid, 1))
+        record.save(grid)
+        assert not is_running(record.servers[1])
+        stopped = uploader("grid", "stop", "--dir", str(grid))
+        assert stopped.returncode == 0 and "server-01" in stopped.stdout and "server-99" not in stopped.stdout
+        assert decoy.proc.poll() is None
+        assert decoy.client.version().available_space > 0
+    finally:
+        assert decoy.stop() == 0
+
+
+def test_start_failure_names_the_server_and_leaves_nothing_running(tmp_path: Path) -> None:
+    grid = tmp_path / "grid"
+    assert uploader("grid", "start", "--dir", str(grid), "--servers", "2").returncode == 0
+    assert uploader("grid", "stop", "--dir", str(grid)).returncode == 0
+    record = GridRecord.load(grid)
+    assert record is not None and record.servers[1].port is not None
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", record.servers[1].port))
+        squatter.listen()
+        failed = uploader("grid", "start", "--dir", str(grid), "--timeout", "60")
+    assert failed.returncode == 1
+    assert "server-02" in failed.stderr and "server.log" in failed.stderr
+    after = GridRecord.load(grid)
+    assert after is not None and not any(is_running(s) for s in after.servers)
+
+
+def test_status_of_a_missing_grid_fails(tmp_path: Path) -> None:
+    result = uploader("grid", "status", "--dir", str(tmp_path / "nothing"))
+    assert result.returncode == 1 and "no grid" in result.stderr
