@@ -561,3 +561,11 @@ def test_sigkill_mid_write_never_leaves_a_complete_share(tmp_path: Path) -> None
         assert again.client.allocate(si, [0], size, b"w" * 20).allocated == {0}
     finally:
         assert again.stop() == 0
+
+
+def test_a_second_server_on_the_same_directory_refuses_to_start(server: ServerProcess) -> None:
+    with pytest.raises(RuntimeError, match="exited"):
+        ServerProcess(server.directory)
+    assert server.client.version().available_space > 0  # the first one is untouched
+    log = server.directory.parent / f"{server.directory.name}.log"
+    assert "already running" in log.read_text()

@@ -163,6 +163,7 @@ class ServerProcess:
         line = self.proc.stdout.readline().decode("ascii")
         if not line:
             self.proc.wait()
+            self.proc.stdout.close()
             self.log.close()
             raise RuntimeError(f"storage server exited ({self.proc.returncode}); see {self.log.name}")
         self.nurl = parse_nurl(line)

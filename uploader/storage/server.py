@@ -3,6 +3,7 @@
 | step at start-up                     | where                                              |
 |--------------------------------------|----------------------------------------------------|
 | malloc thresholds raised             | ``uploader.malloc.tune_malloc``                    |
+| one server per directory             | ``DIR/server.lock`` (flock, held while running)    |
 | key, certificate, swissnum           | ``DIR/private/`` (made once, kept: ``identity``)   |
 | stale incoming uploads removed       | ``DIR/storage/shares/incoming`` (``ShareStore``)   |
 | HTTPS listener on HOST:PORT          | port 0 picks a free port; the NURL has the real one|
@@ -16,7 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
+import os
 import resource
 import signal
 import ssl
@@ -29,6 +32,7 @@ from aiohttp import web
 
 from uploader.malloc import tune_malloc
 from uploader.storage.app import AppSettings, StorageApp
+from uploader.storage.errors import StorageError
 from uploader.storage.identity import Identity, load_or_create_identity, write_nurl
 from uploader.storage.store import ShareStore, StoreSettings
 from uploader.wire.nurl import Nurl
@@ -59,6 +63,20 @@ def tls_context(identity: Identity) -> ssl.SSLContext:
     return ctx
 
 
+def lock_directory(directory: Path) -> int:
+    """Hold ``DIR/server.lock`` (the fd) so a second server on the same directory refuses to start:
+    it would delete the first one's in-progress uploads. The kernel drops the lock on any exit."""
+    fd = os.open(directory / "server.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise StorageError(f"another storage server is already running on {directory}") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode("ascii"))
+    return fd
+
+
 def _raise_fd_limit() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:
@@ -71,6 +89,8 @@ class StorageServer:
 
     def __init__(self, settings: ServerSettings) -> None:
         self.settings = settings
+        settings.directory.mkdir(parents=True, exist_ok=True)
+        self._lock_fd = lock_directory(settings.directory)
         self.identity = load_or_create_identity(settings.directory)
         self.store = ShareStore(settings.directory / "storage", settings.store)
         app_settings = AppSettings(
@@ -121,6 +141,9 @@ class StorageServer:
                 await self._reaper
         if self._runner is not None:
             await self._runner.cleanup()
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)
+            self._lock_fd = -1
 
 
 async def serve(settings: ServerSettings, on_ready: Callable[[Nurl], None] | None = None) -> None:
