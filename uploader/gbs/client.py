@@ -245,6 +245,8 @@ class StorageClient:
         ``offset`` of an allocated share (§6.3). Returns the byte ranges still missing, or ``()``
         when this write completed the share (201). The buffers must not change until it returns.
         Raises ConflictingWrite (409) when stored bytes differ: abort the share then."""
+        if offset < 0:
+            raise ValueError(f"a share offset must be >= 0, got {offset}")
         buffers = _as_buffers(data)
         size = sum(b.nbytes for b in buffers)
         if size == 0:
@@ -392,6 +394,10 @@ class StorageClient:
         except aiohttp.ClientConnectorDNSError as exc:
             raise self._unreachable(
                 f"cannot resolve its host name for the {what}: {_os_reason(exc.os_error)}"
+            ) from exc
+        except aiohttp.ClientSSLError as exc:
+            raise self._unreachable(
+                f"TLS handshake failed for the {what}: {_os_reason(exc.os_error)}"
             ) from exc
         except aiohttp.ClientConnectorError as exc:
             raise self._unreachable(f"cannot connect for the {what}: {_os_reason(exc.os_error)}") from exc

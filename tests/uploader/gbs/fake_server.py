@@ -81,6 +81,7 @@ class FakeServer:
     handler: Handler
     directory: Path
     expired: bool = True
+    stall: Callable[[Request], bool] | None = None  # True: stop reading before this request's body
     port: int = 0
     handshakes: int = 0  # TLS handshakes that completed
     received: bytearray = field(default_factory=bytearray)  # every application byte, all connections
@@ -153,6 +154,10 @@ class FakeServer:
                     buf += data
                 head, _, buf = buf.partition(b"\r\n\r\n")
                 request = Request(head, b"")
+                if self.stall is not None and self.stall(request):
+                    self.requests.append(request)
+                    self._stop.wait(30)
+                    return
                 length = int((request.header_values("Content-Length") or ["0"])[0])
                 while len(buf) < length:
                     data = conn.recv(65536)

@@ -48,12 +48,15 @@ def version_then(rest: Handler) -> Handler:
     return handle
 
 
+Start = Callable[..., FakeServer]
+
+
 @pytest.fixture
-def fake(tmp_path: Path) -> Iterator[Callable[[Handler], FakeServer]]:
+def fake(tmp_path: Path) -> Iterator[Start]:
     servers: list[FakeServer] = []
 
-    def start(handler: Handler) -> FakeServer:
-        server = FakeServer(handler, tmp_path).start()
+    def start(handler: Handler, stall: Callable[[Request], bool] | None = None) -> FakeServer:
+        server = FakeServer(handler, tmp_path, stall=stall).start()
         servers.append(server)
         return server
 
@@ -69,7 +72,7 @@ def wait_for(cond: Callable[[], bool]) -> None:
 
 
 def test_wrong_spki_is_refused_after_the_handshake_before_any_http(
-    fake: Callable[[Handler], FakeServer],
+    fake: Start,
 ) -> None:
     server = fake(version_then(lambda req: b""))
     other = "A" * 43
@@ -92,18 +95,21 @@ def test_wrong_spki_is_refused_after_the_handshake_before_any_http(
     assert server.requests == []
 
 
-def test_right_spki_on_an_expired_self_signed_cert_is_accepted(fake: Callable[[Handler], FakeServer]) -> None:
+def test_right_spki_on_an_expired_self_signed_cert_is_accepted(fake: Start) -> None:
     server = fake(version_then(lambda req: b""))
 
     async def go() -> None:
         async with StorageClient(server.nurl()) as client:
             assert client.version == VERSION
+            for _ in range(4):  # one connection, kept alive: no handshake per request
+                assert await client.get_version() == VERSION
             assert len(client.lease_seed) == 20
             assert client.permutation_seed == base64.urlsafe_b64decode(server.spki_hash + "=")
             assert SWISSNUM not in repr(client) and SWISSNUM not in repr(client.nurl)
 
     run(go())
-    (req,) = server.requests
+    assert server.handshakes == 1 and len(server.requests) == 5
+    req = server.requests[0]
     assert req.line == "GET /storage/v1/version HTTP/1.1"
     assert req.header_values("Authorization") == [wire.build_authorization(SWISSNUM)]
     assert req.header_values("Accept") == ["application/cbor"]
@@ -113,7 +119,7 @@ def test_right_spki_on_an_expired_self_signed_cert_is_accepted(fake: Callable[[H
 
 
 def test_requests_carry_one_secret_per_header_and_patch_sends_buffers_unjoined(
-    fake: Callable[[Handler], FakeServer],
+    fake: Start,
 ) -> None:
     def handle(req: Request) -> bytes:
         if req.line.startswith("POST"):
@@ -156,9 +162,7 @@ def test_requests_carry_one_secret_per_header_and_patch_sends_buffers_unjoined(
         (http_response(404, b"<html><body>No Such Resource</body></html>", "text/html"), ServerRefused),
     ],
 )
-def test_bad_or_refused_answers_are_typed(
-    fake: Callable[[Handler], FakeServer], answer: bytes, kind: type[Exception]
-) -> None:
+def test_bad_or_refused_answers_are_typed(fake: Start, answer: bytes, kind: type[Exception]) -> None:
     server = fake(version_then(lambda req: answer))
 
     async def go() -> None:
@@ -179,7 +183,7 @@ def test_bad_or_refused_answers_are_typed(
     run(go())
 
 
-def test_read_accepts_only_206_with_a_consistent_content_range(fake: Callable[[Handler], FakeServer]) -> None:
+def test_read_accepts_only_206_with_a_consistent_content_range(fake: Start) -> None:
     answers = iter(
         [
             http_response(206, b"0123", wire.OCTET_STREAM, "Content-Range: bytes 10-13/*\r\n"),
@@ -209,7 +213,7 @@ def test_read_accepts_only_206_with_a_consistent_content_range(fake: Callable[[H
 
 
 def test_silence_is_a_timeout_and_cancellation_leaves_the_client_usable(
-    fake: Callable[[Handler], FakeServer],
+    fake: Start,
 ) -> None:
     server = fake(version_then(lambda req: None if req.line.startswith("GET /storage/v1/immutable") else b""))
 
@@ -254,3 +258,47 @@ def test_lease_seed_and_version_need_connect() -> None:
         _ = client.version
     with pytest.raises(RuntimeError):
         run(client.list_shares(SI))
+
+
+def test_a_server_that_stops_reading_times_out_the_write_and_cancelling_mid_body_is_clean(
+    fake: Start,
+) -> None:
+    server = fake(version_then(lambda req: b""), stall=lambda req: req.line.startswith("PATCH"))
+    data = bytes(32 * 2**20)  # far more than the socket buffers between the two hold
+
+    async def go() -> None:
+        async with StorageClient(server.nurl(), request_timeout_s=0.5) as client:
+            with pytest.raises(ServerUnreachable) as info:
+                await client.write(SI, 0, 0, data, b"u" * 20)
+            assert info.value.retryable and "timed out" in str(info.value)
+            task = asyncio.ensure_future(client.write(SI, 0, 0, [data, data], b"u" * 20))
+            await asyncio.sleep(0.1)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert await client.get_version() == VERSION
+
+    run(go())
+    assert [r.line.split()[0] for r in server.requests] == ["GET", "PATCH", "PATCH", "GET"]
+
+
+def test_a_server_that_does_not_speak_tls_is_unreachable() -> None:
+    async def go() -> None:
+        async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            writer.write(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+            await writer.drain()
+            writer.close()
+
+        plain = await asyncio.start_server(answer, "127.0.0.1", 0)
+        port = plain.sockets[0].getsockname()[1]
+        try:
+            client = StorageClient(f"pb://{'A' * 43}@127.0.0.1:{port}/{SWISSNUM}#v=1", connect_timeout_s=5)
+            with pytest.raises(ServerUnreachable) as info:
+                async with client:
+                    pass
+            assert info.value.retryable and SWISSNUM not in str(info.value)
+        finally:
+            plain.close()
+            await plain.wait_closed()
+
+    run(go())
