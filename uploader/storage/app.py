@@ -201,8 +201,14 @@ class StorageApp:
                 store.write(bucket, fd, offset, (data,))
                 offset += len(data)
                 remaining -= len(data)
-            if request.content_length is None and await content.read(1):
-                raise BadBody(f"body is longer than Content-Range ({span.length} bytes)")
+            if request.content_length is None:  # chunked: the body must end exactly here
+                try:
+                    async with asyncio.timeout(timeout_s):
+                        extra = await content.read(1)
+                except TimeoutError:
+                    raise RequestTimeout(f"the body did not end within {timeout_s:g} s") from None
+                if extra:
+                    raise BadBody(f"body is longer than Content-Range ({span.length} bytes)")
             if bucket.complete:
                 store.start_finish(bucket)
                 ok = False

@@ -128,11 +128,12 @@ class StorageServer:
         return self.nurl
 
     async def _reap_idle(self) -> None:
-        period = max(0.05, min(60.0, self.settings.store.idle_bucket_timeout_s / 4))
+        idle_s = self.settings.store.idle_bucket_timeout_s
+        period = max(0.05, min(60.0, idle_s / 4))
         while True:
             await asyncio.sleep(period)
             for bucket in self.store.expire_idle():
-                log.info("aborted idle upload of share %d (no writes for %.0f s)", bucket.shnum, period * 4)
+                log.info("aborted idle upload of share %d (no writes for %g s)", bucket.shnum, idle_s)
 
     async def stop(self) -> None:
         if self._reaper is not None:
