@@ -44,7 +44,6 @@ class AppSettings:
     swissnum: str
     application_version: bytes = b"uploader/0.1.0"
     request_timeout_s: float = 60.0  # silence allowed while reading a request body
-    read_piece: int = 4 * 1024 * 1024  # at most this many bytes per read from a PATCH body
 
 
 class NotAcceptable(UploaderError):
@@ -189,15 +188,16 @@ class StorageApp:
             offset, remaining = span.first, span.length
             content = request.content
             timeout_s = self.settings.request_timeout_s
-            piece = self.settings.read_piece
             while remaining:
                 try:
                     async with asyncio.timeout(timeout_s):
-                        data = await content.read(min(remaining, piece))
+                        data = await content.readany()  # one chunk as received: no joining copy
                 except TimeoutError:
                     raise RequestTimeout(f"no body bytes for {timeout_s:g} s") from None
                 if not data:
                     raise BadBody(f"body ended after {span.length - remaining} of {span.length} bytes")
+                if len(data) > remaining:  # aiohttp stops a body at its length; a chunked one may not
+                    raise BadBody(f"body is longer than Content-Range ({span.length} bytes)")
                 store.write(bucket, fd, offset, (data,))
                 offset += len(data)
                 remaining -= len(data)

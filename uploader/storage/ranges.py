@@ -67,6 +67,10 @@ class RangeSet:
             out.append(Span(pos, size))
         return out
 
+    def prefix(self) -> int:
+        """How many bytes from offset 0 on are all in the set."""
+        return self._ends[0] if self._begins and self._begins[0] == 0 else 0
+
     def covers(self, size: int) -> bool:
         """True when every byte of ``[0, size)`` is in the set."""
         return size == 0 or (bool(self._begins) and self._begins[0] == 0 and self._ends[0] >= size)

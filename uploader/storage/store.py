@@ -48,6 +48,7 @@ from uploader.wire.protocol import MAX_UINT, Span, VersionInfo, storage_index_te
 log = logging.getLogger("uploader.storage")
 
 IDLE_BUCKET_TIMEOUT_S = 30 * 60.0
+WRITE_BEHIND = 8 * 1024 * 1024  # bytes per write-behind window (see ShareStore._write_behind)
 _IOV_MAX = 512  # buffers per pwritev call (the kernel allows 1024)
 
 
@@ -80,6 +81,7 @@ class Bucket:
     state: BucketState = BucketState.OPEN
     writers: int = 0  # PATCHes now writing this bucket (several may, on any ranges)
     preallocated: bool = True  # its blocks were reserved with fallocate (already off the free space)
+    behind: int = 0  # write-behind has started writeback of share bytes [0, behind)
 
     @property
     def key(self) -> tuple[bytes, int]:
@@ -373,6 +375,25 @@ class ShareStore:
             raise StorageError(f"cannot write share data: {exc.strerror}") from None
         bucket.written.add(offset, end)
         bucket.last_activity = self._mono()
+        self._write_behind(bucket, fd)
+
+    @staticmethod
+    def _write_behind(bucket: Bucket, fd: int) -> None:
+        """Keep an upload's page-cache footprint to a few windows (uploads are write-once data).
+
+        Once two windows past ``behind`` are written, POSIX_FADV_DONTNEED on the window at
+        ``behind`` starts its writeback, and on the window two before it (clean by now) drops its
+        pages. Recycled pages are much cheaper to write into than fresh ones (markedly so on VMs),
+        and the final fsync has little left to do. Tahoe writes shares front to back, so the
+        written prefix is what moves.
+        """
+        prefix = bucket.written.prefix()
+        while prefix - bucket.behind >= 2 * WRITE_BEHIND:
+            start = container.HEADER_SIZE + bucket.behind
+            os.posix_fadvise(fd, start, WRITE_BEHIND, os.POSIX_FADV_DONTNEED)
+            if bucket.behind >= 2 * WRITE_BEHIND:
+                os.posix_fadvise(fd, start - 2 * WRITE_BEHIND, WRITE_BEHIND, os.POSIX_FADV_DONTNEED)
+            bucket.behind += WRITE_BEHIND
 
     def end_write(self, bucket: Bucket, fd: int) -> None:
         os.close(fd)

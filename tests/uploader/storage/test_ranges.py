@@ -19,6 +19,7 @@ def test_spec_example() -> None:
     assert r.missing(48) == [Span(16, 48)]
     r.add(32, 48)
     assert r.missing(48) == [Span(16, 32)]
+    assert r.prefix() == 16
     assert not r.covers(48)
     r.add(16, 32)
     assert r.missing(48) == []
@@ -56,3 +57,7 @@ def test_matches_a_set_model(ops: list[tuple[int, int]], size: int) -> None:
     assert {i for s in missing for i in range(s.begin, s.end)} == set(range(size)) - model
     assert r.covers(size) == (not missing)
     assert r.covered() == len(model)
+    expected_prefix = 0
+    while expected_prefix in model:
+        expected_prefix += 1
+    assert r.prefix() == expected_prefix

@@ -281,3 +281,29 @@ def test_corruption_advisory(tmp_path: Path) -> None:
     assert first != second
     assert "block 3 hash mismatch" in first.read_text()
     assert storage_index_text(SI) in first.name
+
+
+def test_write_behind_follows_the_written_prefix_and_keeps_the_bytes(tmp_path: Path) -> None:
+    from uploader.storage.store import WRITE_BEHIND
+
+    store, _ = make_store(tmp_path)
+    size = 5 * WRITE_BEHIND + 123
+    data = os.urandom(1 << 20) * (size // (1 << 20) + 1)
+    data = data[:size]
+    store.allocate(SI, [0], size, R, C, U)
+    bucket = store.bucket(SI, 0, U)
+    fd = store.begin_write(bucket, 0, size)
+    try:
+        store.write(bucket, fd, WRITE_BEHIND, [data[WRITE_BEHIND : 4 * WRITE_BEHIND]])  # a hole at the front
+        assert bucket.behind == 0
+        store.write(bucket, fd, 0, [data[:WRITE_BEHIND]])
+        assert bucket.behind == 3 * WRITE_BEHIND  # windows 0-2 handed to writeback, lagging the prefix
+        store.write(bucket, fd, 4 * WRITE_BEHIND, [data[4 * WRITE_BEHIND :]])
+        assert bucket.behind == 4 * WRITE_BEHIND
+        store.start_finish(bucket)
+        store.finish_sync(bucket, fd)
+        store.end_finish(bucket, True)
+    finally:
+        store.end_write(bucket, fd)
+    with store.open_share(SI, 0) as reader:
+        assert reader.read(0, size) == data
