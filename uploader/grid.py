@@ -3,11 +3,12 @@
 | path under DIR          | what                                                                 |
 |-------------------------|----------------------------------------------------------------------|
 | ``server-01`` … ``NN``  | one storage server directory each (``python -m uploader storage``)   |
-| ``server-NN/server.log``| that server's stdout and stderr                                      |
+| ``server-NN/server.log``| that server's log (stderr; its stdout, the NURL, is not kept)        |
 | ``grid.json``           | the record: per server its port and, while running, its PID and the  |
 |                         | process start time (so ``stop`` never signals a recycled PID)         |
 | ``uploader.toml``       | a complete client configuration: ``[[servers]] nurl = …`` and more   |
-| ``servers.yaml``        | the same servers for a stock Tahoe client (GBS spec appendix A)      |
+|                         | (mode 0600: NURLs carry swissnums)                                   |
+| ``servers.yaml``        | the same servers for a stock Tahoe client (GBS spec appendix A), 0600 |
 
 Ports are chosen once (the first start listens on port 0 and records what it got) and kept, so
 NURLs stay valid across ``stop``/``start`` and shares survive. ``start`` returns once every server
@@ -123,6 +124,7 @@ def is_running(record: ServerRecord) -> bool:
 def _spawn(python: str, server_dir: Path, port: int) -> int:
     log = os.open(server_dir / LOG_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
     null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    null_out = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
     try:
         argv = [python, "-m", "uploader", "storage", "--dir", str(server_dir), "--listen", f"{HOST}:{port}"]
         env = dict(os.environ)
@@ -134,7 +136,7 @@ def _spawn(python: str, server_dir: Path, port: int) -> int:
             env,
             file_actions=[
                 (os.POSIX_SPAWN_DUP2, null, 0),
-                (os.POSIX_SPAWN_DUP2, log, 1),
+                (os.POSIX_SPAWN_DUP2, null_out, 1),  # stdout is the NURL (a secret): not for the log
                 (os.POSIX_SPAWN_DUP2, log, 2),
             ],
             setsid=True,
@@ -142,6 +144,7 @@ def _spawn(python: str, server_dir: Path, port: int) -> int:
     finally:
         os.close(log)
         os.close(null)
+        os.close(null_out)
 
 
 # --- probing ---------------------------------------------------------------------------------------
@@ -240,9 +243,12 @@ def current_grid_record(env: Mapping[str, str]) -> Path:
     return Path(env.get("UPLOADER_DATA_DIR") or default_data_dir(env)) / "current-grid"
 
 
-def _write_text(path: Path, text: str) -> None:
+def _write_text(path: Path, text: str, mode: int = 0o644) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.chmod(tmp, mode)
     os.replace(tmp, path)
 
 
@@ -344,8 +350,9 @@ def _write_configs(directory: Path, statuses: Sequence[ServerStatus], env: Mappi
     entries = [(s.name, s.nurl, read_identity(s.directory).cert_der) for s in statuses if s.nurl is not None]
     (directory / "client").mkdir(exist_ok=True, mode=0o700)
     config_path = directory / CLIENT_CONFIG
-    _write_text(config_path, client_config_text(directory, nurls))
-    _write_text(directory / SERVERS_YAML, servers_yaml_text(entries))
+    # Both hold NURLs, whose swissnums are credentials: owner-only, like Tahoe's private/ files.
+    _write_text(config_path, client_config_text(directory, nurls), 0o600)
+    _write_text(directory / SERVERS_YAML, servers_yaml_text(entries), 0o600)
     current = current_grid_record(env)
     current.parent.mkdir(parents=True, exist_ok=True)
     _write_text(current, f"{config_path}\n")

@@ -53,6 +53,10 @@ def test_grid_lifecycle(tmp_path: Path, isolated_home: Path) -> None:
     for n in nurls:
         assert probe_server(n).available_space > 0
     assert "swissnum" not in started.stdout and all(n.swissnum not in started.stdout for n in nurls)
+    for i, n in enumerate(nurls, start=1):  # swissnums stay out of logs; files holding them are 0600
+        assert n.swissnum not in (grid / f"server-{i:02d}" / "server.log").read_text()
+    for name in ("uploader.toml", "servers.yaml", "server-01/nurl"):
+        assert (grid / name).stat().st_mode & 0o777 == 0o600
 
     # servers.yaml: the stock client's form (GBS spec appendix A).
     stock = yaml.safe_load((grid / "servers.yaml").read_text())

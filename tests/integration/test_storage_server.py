@@ -54,6 +54,7 @@ def test_nurl_is_printed_written_and_pins_the_certificate(server: ServerProcess)
     assert (server.directory / "nurl").read_text().strip() == str(server.nurl)
     assert server.nurl.host == "127.0.0.1" and server.nurl.port > 0
     assert (server.directory / "private" / "node.pem").stat().st_mode & 0o777 == 0o600
+    assert (server.directory / "nurl").stat().st_mode & 0o777 == 0o600  # it holds the swissnum
     server.client.connect().close()  # the SPKI hash matches
 
 

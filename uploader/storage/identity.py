@@ -5,7 +5,7 @@
 | ``private/node.pem``  | 0600 | RSA-2048 private key (PKCS#8 PEM), then its self-signed X.509   |
 |                       |      | certificate (PEM) — the layout of a Tahoe node's ``node.pem``    |
 | ``private/swissnum``  | 0600 | the swissnum: 32 characters of Tahoe base32 (20 random bytes)    |
-| ``nurl``              | 0644 | ``pb://<spki-hash>@<host>:<port>/<swissnum>#v=1`` and a newline   |
+| ``nurl``              | 0600 | ``pb://<spki-hash>@<host>:<port>/<swissnum>#v=1`` and a newline   |
 
 The NURL pins the SPKI hash (gbs-http-protocol §2). Clients that know a server only by NURL use
 SHA-1 of the certificate's DER as its lease seed ("tub id", CONVENTIONS.md) and the SPKI digest
@@ -121,10 +121,15 @@ def read_identity(directory: Path) -> Identity:
 
 
 def write_nurl(directory: Path, nurl: Nurl) -> Path:
-    """Write ``DIR/nurl`` atomically (a reader never sees half a NURL)."""
+    """Write ``DIR/nurl`` atomically (a reader never sees half a NURL), owner-only: it holds the swissnum."""
     path = directory / NURL_FILE
     tmp = path.with_name("nurl.tmp")
-    tmp.write_text(f"{nurl}\n", encoding="ascii")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        os.write(fd, f"{nurl}\n".encode("ascii"))
+    finally:
+        os.close(fd)
+    os.chmod(tmp, 0o600)
     os.replace(tmp, path)
     return path
 

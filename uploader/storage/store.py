@@ -20,7 +20,6 @@ idempotent overlapping writes and 409 on a difference, abort, leases (container 
 
 from __future__ import annotations
 
-import contextlib
 import enum
 import errno
 import hmac
@@ -32,7 +31,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from uploader.storage import container
+from uploader.storage import container, fsutil
 from uploader.storage.errors import (
     AlreadyComplete,
     ConflictingWrite,
@@ -49,7 +48,6 @@ log = logging.getLogger("uploader.storage")
 
 IDLE_BUCKET_TIMEOUT_S = 30 * 60.0
 WRITE_BEHIND = 8 * 1024 * 1024  # bytes per write-behind window (see ShareStore._write_behind)
-_IOV_MAX = 512  # buffers per pwritev call (the kernel allows 1024)
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +138,7 @@ class ShareStore:
         self.advisories = root / "corruption-advisories"
         self._wall = wall_clock
         self._mono = monotonic
-        self._disk_free = disk_free or _statvfs_free
+        self._disk_free = disk_free or fsutil.statvfs_free
         self._buckets: dict[tuple[bytes, int], Bucket] = {}
         self.shares.mkdir(parents=True, exist_ok=True)
         self.clean_incoming()
@@ -301,11 +299,11 @@ class ShareStore:
                 os.pwrite(fd, lease, container.HEADER_SIZE + size)
                 # Reserve the blocks now: the space is really ours, a full disk shows up here rather
                 # than mid-upload, and writes into allocated extents cost the kernel less.
-                preallocated = _reserve(fd, container.HEADER_SIZE, size)
+                preallocated = fsutil.reserve(fd, container.HEADER_SIZE, size)
             finally:
                 os.close(fd)
         except OSError as exc:
-            _unlink_quietly(path)
+            fsutil.unlink_quietly(path)
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 return False
             raise StorageError(f"cannot create an incoming share: {exc.strerror}") from None
@@ -370,7 +368,7 @@ class ShareStore:
                 return  # an exact rewrite: nothing new
             chunks = [data]
         try:
-            _pwritev_all(fd, chunks, container.HEADER_SIZE + offset)
+            fsutil.pwritev_all(fd, chunks, container.HEADER_SIZE + offset)
         except OSError as exc:
             raise StorageError(f"cannot write share data: {exc.strerror}") from None
         bucket.written.add(offset, end)
@@ -400,8 +398,8 @@ class ShareStore:
         bucket.writers -= 1
         bucket.last_activity = self._mono()
         if bucket.state is BucketState.ABORTED and not bucket.writers:
-            _unlink_quietly(bucket.incoming)
-            _remove_empty_dirs(bucket.incoming.parent, self.incoming)
+            fsutil.unlink_quietly(bucket.incoming)
+            fsutil.remove_empty_dirs(bucket.incoming.parent, self.incoming)
 
     def start_finish(self, bucket: Bucket) -> None:
         """Every byte is written: no more writes or aborts; ``finish_sync`` comes next."""
@@ -414,11 +412,11 @@ class ShareStore:
             os.fsync(fd)
             # The bytes are on disk: let the kernel reuse their page-cache pages for the next upload.
             os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-            created = _make_dirs(bucket.final.parent)
+            created = fsutil.make_dirs(bucket.final.parent)
             os.rename(bucket.incoming, bucket.final)
             # The new entry lives in the share's directory; each directory made here lives in its parent.
             for directory in {bucket.final.parent, *(d.parent for d in created)}:
-                _fsync_dir(directory)
+                fsutil.fsync_dir(directory)
         except OSError as exc:
             raise StorageError(f"cannot complete share {bucket.shnum}: {exc.strerror}") from None
 
@@ -427,8 +425,8 @@ class ShareStore:
         bucket.state = BucketState.DONE if ok else BucketState.ABORTED
         self._buckets.pop(bucket.key, None)
         if not ok:
-            _unlink_quietly(bucket.incoming)
-        _remove_empty_dirs(bucket.incoming.parent, self.incoming)
+            fsutil.unlink_quietly(bucket.incoming)
+        fsutil.remove_empty_dirs(bucket.incoming.parent, self.incoming)
 
     # --- abort and timeouts ---------------------------------------------------------------------
 
@@ -449,8 +447,8 @@ class ShareStore:
         bucket.state = BucketState.ABORTED
         self._buckets.pop(bucket.key, None)
         if not bucket.writers:  # else end_write unlinks it once the last writer lets go
-            _unlink_quietly(bucket.incoming)
-            _remove_empty_dirs(bucket.incoming.parent, self.incoming)
+            fsutil.unlink_quietly(bucket.incoming)
+            fsutil.remove_empty_dirs(bucket.incoming.parent, self.incoming)
 
     def expire_idle(self) -> list[Bucket]:
         """Abort open buckets that saw no write for ``idle_bucket_timeout_s``; returns them."""
@@ -487,74 +485,6 @@ class ShareStore:
         )
         path.write_text(text, encoding="utf-8")
         return path
-
-
-def _pwritev_all(fd: int, chunks: Sequence[bytes], offset: int) -> None:
-    for start in range(0, len(chunks), _IOV_MAX):
-        batch: list[bytes | memoryview] = list(chunks[start : start + _IOV_MAX])
-        want = sum(len(c) for c in batch)
-        while want:
-            done = os.pwritev(fd, batch, offset)
-            if done == 0:
-                raise OSError(errno.EIO, "pwritev wrote nothing")
-            offset += done
-            want -= done
-            while done and batch:  # drop what was written (rare: partial writes)
-                if done >= len(batch[0]):
-                    done -= len(batch[0])
-                    batch.pop(0)
-                else:
-                    batch[0] = memoryview(batch[0])[done:]
-                    done = 0
-
-
-def _statvfs_free(path: Path) -> int:
-    st = os.statvfs(path)
-    return st.f_bavail * st.f_frsize
-
-
-def _reserve(fd: int, offset: int, length: int) -> bool:
-    """posix_fallocate where the filesystem supports it (the range still reads as zeros): True if done."""
-    try:
-        os.posix_fallocate(fd, offset, length)
-    except OSError as exc:
-        if exc.errno not in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
-            raise
-        return False
-    return True
-
-
-def _make_dirs(directory: Path) -> list[Path]:
-    """mkdir -p; return the directories created, deepest first."""
-    created: list[Path] = []
-    probe = directory
-    while not probe.exists():
-        created.append(probe)
-        probe = probe.parent
-    directory.mkdir(parents=True, exist_ok=True)
-    return created
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _unlink_quietly(path: Path) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
-
-
-def _remove_empty_dirs(directory: Path, stop: Path) -> None:
-    while directory != stop and stop in directory.parents:
-        try:
-            directory.rmdir()
-        except OSError:
-            return
-        directory = directory.parent
 
 
 __all__ = [
