@@ -9,4 +9,3 @@ def test_tune_malloc_applies_and_is_repeatable() -> None:
     assert tune_malloc() is True
     assert tune_malloc(mmap_threshold=1 << 20, trim_threshold=1 << 24) is True
     assert tune_malloc() is True
-
