@@ -13,6 +13,7 @@ import re
 import sys
 from pathlib import Path
 
+from uploader.cli import VERSION
 from uploader.config import Config
 from uploader.errors import ConfigError
 from uploader.storage.identity import NURL_FILE
@@ -134,5 +135,6 @@ def run(args: argparse.Namespace, config: Config) -> int:
             idle_bucket_timeout_s=args.idle_timeout,
         ),
         request_timeout_s=args.request_timeout,
+        application_version=f"uploader/{VERSION}".encode("ascii"),
     )
     return run_server(settings)
