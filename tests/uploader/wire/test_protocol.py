@@ -435,3 +435,15 @@ def test_secret_headers_property(secrets: dict[Secret, bytes]) -> None:
         assert any(s in p.LEASE_SECRETS and len(v) != 32 for s, v in secrets.items())
         return
     assert p.parse_secret_headers(lines, frozenset(secrets)) == secrets
+
+
+@given(shnums, u64, shnums)
+def test_every_truncation_is_a_wire_error(shares: frozenset[int], size: int, other: frozenset[int]) -> None:
+    for body, parse in (
+        (p.build_allocate_request(shares, size), p.parse_allocate_request),
+        (p.build_allocate_response(shares, other), p.parse_allocate_response),
+        (p.build_version(p.VersionInfo(size, 0, size, b"v")), p.parse_version),
+    ):
+        for cut in range(len(body)):
+            with pytest.raises(WireError):
+                parse(body[:cut])
