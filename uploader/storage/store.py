@@ -14,8 +14,10 @@ arrives, the file is fsynced, renamed into place, and the directory fsynced befo
 Synchronous and free of asyncio: the server's async shell calls these methods on its event loop
 (all cheap: small reads and writes into the page cache) and runs only ``finish_sync`` (fsync) in
 a thread. The rules follow gbs-http-protocol §6: allocate (already-have, in-progress shares in
-neither set, free space less outstanding allocations), one writer per (SI, shnum) at a time,
-idempotent overlapping writes and 409 on a difference, abort, leases (container module).
+neither set, free space less outstanding allocations), one upload (one upload secret) per
+(SI, shnum) — whose PATCHes may overlap in time, each ``write`` call being atomic on the event
+loop — idempotent overlapping writes and 409 on a difference, abort, leases (container module).
+Once a write completes the share, later writes and aborts of it see it as gone or complete.
 """
 
 from __future__ import annotations
