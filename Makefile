@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 CACHE  ?= .cache
 TAHOE_VENV := $(CACHE)/tahoe-venv
 
-.PHONY: install tahoe test unit integration lint format typecheck bench check rss-cap clean
+.PHONY: install tahoe demo test unit integration lint format typecheck bench check rss-cap clean
 
 $(VENV)/.ok: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,10 @@ $(TAHOE_VENV)/.ok: tests/tahoe-constraints.txt | $(VENV)/.ok
 	$(PY) -m tools.tahoe_venv --dir $(TAHOE_VENV) --constraints tests/tahoe-constraints.txt
 
 tahoe: $(TAHOE_VENV)/.ok
+
+# The main job on the embedded local grid: start 10 servers, upload 256 MiB, check it, stop.
+demo: install
+	$(PY) -m tools.demo
 
 test: install tahoe
 	$(PY) -m pytest

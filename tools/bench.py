@@ -15,6 +15,8 @@ from typing import Any
 # (section name, module, keyword arguments for a full run, for a quick run)
 SECTIONS: list[tuple[str, str, dict[str, Any], dict[str, Any]]] = [
     ("encode", "tools.bench_encode", {"size": 256 * 2**20}, {"size": 8 * 2**20, "quick": True}),
+    ("storage", "tools.bench_storage", {}, {"quick": True}),
+    ("gbs", "tools.bench_gbs", {}, {"quick": True}),
 ]
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from uploader.chk.caps import Cap, ChkCap, LitCap
 from uploader.chk.trees import FileTrailer, HashCollector
 from uploader.errors import LocalIOError, SourceChanged
-from uploader.supervisor import EncodeResult, JobError, WorkerPool
+from uploader.supervisor import EncodeResult, JobError, SlotSet, WorkerPool
 from workers.geometry import LIT_MAX_SIZE, EncodingParams, Geometry
 from workers.hashes import TAG_CRYPTTEXT, BytesLike, TaggedHasher
 from workers.keys import ConvergentKeyHasher, random_key, storage_index
@@ -155,6 +155,7 @@ async def encode_file_pooled(
     on_segment: Callable[[EncodeResult], Awaitable[None]] | None = None,
     on_stall: Callable[[], Awaitable[None]] | None = None,
     on_key: Callable[[bytes, bytes], Awaitable[None]] | None = None,
+    slots: SlotSet | None = None,
 ) -> tuple[Cap, FileTrailer | None]:
     """Both passes on the worker pool; at most ``window`` segments in flight, results taken in order.
 
@@ -163,6 +164,9 @@ async def encode_file_pooled(
     blocks in shared-memory slots until their writes finish). ``on_stall`` runs whenever the next
     segment is not ready yet, so a caller that coalesces blocks can flush instead of waiting.
     ``on_key(key, storage_index)`` runs between the passes (the upload places its shares there).
+    ``slots`` is a lease of shared-memory slots (``await pool.slots.lease(window)``) the caller
+    holds until every result is released; without one, a lease is taken here for pass 2 — then
+    ``on_segment`` must have released each result by the time it returns.
     """
     client = client if client is not None else object()
     fd, identity = open_source(path)
@@ -185,6 +189,8 @@ async def encode_file_pooled(
         if on_key is not None:
             await on_key(key, storage_index(key))
         enc = FileEncoder(g, key)
+        own_lease = slots is None
+        lease = await pool.slots.lease(window) if slots is None else slots
         pending: deque[asyncio.Task[EncodeResult]] = deque()
         next_seg = 0
         try:
@@ -193,7 +199,9 @@ async def encode_file_pooled(
                     off, length = g.segment_offset(next_seg), g.segment_length(next_seg)
                     pending.append(
                         asyncio.create_task(
-                            pool.encode(client, next_seg, key, off, length, g.k, g.n, source=source)
+                            pool.encode(
+                                client, next_seg, key, off, length, g.k, g.n, source=source, slots=lease
+                            )
                         )
                     )
                     next_seg += 1
@@ -217,6 +225,8 @@ async def encode_file_pooled(
             for task in pending:
                 with contextlib.suppress(BaseException):
                     (await task).release()
+            if own_lease:
+                lease.close()
     except JobError as exc:
         if exc.error_class == "SourceError":
             raise SourceChanged(f"{path}: {exc}") from None

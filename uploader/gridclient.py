@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from uploader.config import Config
@@ -18,7 +19,7 @@ from uploader.gbs import StorageClient
 from uploader.gbs.errors import ServerError
 from uploader.secrets import convergence_secret, lease_secret
 from uploader.supervisor import WorkerPool
-from uploader.upload import Upload, UploadResult, UploadSettings
+from uploader.upload import KeyedLocks, Upload, UploadResult, UploadSettings
 from workers.geometry import EncodingParams
 
 log = logging.getLogger("uploader.grid")
@@ -39,6 +40,8 @@ class GridClient:
         self.clients: list[StorageClient] = []
         self.secret = convergence_secret(config)
         self.lease_secret = lease_secret(config)
+        self._running: set[asyncio.Future[UploadResult]] = set()
+        self._locks = KeyedLocks()
 
     async def start(self) -> None:
         await self.pool.start()
@@ -68,6 +71,10 @@ class GridClient:
             )
 
     async def close(self) -> None:
+        """Cancel uploads still running (their buckets are aborted), then close connections and the pool."""
+        for task in list(self._running):
+            task.cancel()
+        await asyncio.gather(*self._running, return_exceptions=True)
         await asyncio.gather(*(c.close() for c in self.clients), return_exceptions=True)
         await self.pool.close()
 
@@ -78,6 +85,32 @@ class GridClient:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def upload(self, path: Path, progress: Callable[[int], None] | None = None) -> UploadResult:
-        job = Upload(self.pool, self.clients, self.settings, path, self.secret, self.lease_secret, progress)
-        return await job.run()
+    async def upload(
+        self,
+        path: Path,
+        progress: Callable[[int], None] | None = None,
+        *,
+        params: EncodingParams | None = None,
+        happy: int | None = None,
+        secret: bytes | None = None,
+    ) -> UploadResult:
+        """Upload one file; ``params``, ``happy`` and ``secret`` override the configuration's for it."""
+        settings = self.settings
+        if params is not None or happy is not None:
+            settings = replace(settings, params=params or settings.params, happy=happy or settings.happy)
+        job = Upload(
+            self.pool,
+            self.clients,
+            settings,
+            path,
+            self.secret if secret is None else secret,
+            self.lease_secret,
+            progress,
+            self._locks,
+        )
+        task = asyncio.ensure_future(job.run())
+        self._running.add(task)
+        try:
+            return await task
+        finally:
+            self._running.discard(task)

@@ -24,7 +24,7 @@ import signal
 import socket
 import time
 from collections import deque
-from collections.abc import Coroutine, Hashable
+from collections.abc import Coroutine, Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -92,6 +92,70 @@ class _Worker:
     dead: bool = False
 
 
+class SlotSet:
+    """Shared-memory slot numbers handed out first come, first served.
+
+    The pool's own set lends groups of slots as leases (``lease(n)``, all at once, so two
+    uploads can never each hold half of what the other needs); an upload takes its segments'
+    slots from its lease, in order, so a segment never waits behind a later one of its own.
+    """
+
+    def __init__(self, slots: Iterable[int] = (), parent: SlotSet | None = None) -> None:
+        self.free: deque[int] = deque(slots)
+        self.size = len(self.free)
+        self.parent = parent
+        self._waiters: deque[tuple[int, asyncio.Future[list[int]]]] = deque()
+        self._closed = False
+
+    async def take_many(self, n: int) -> list[int]:
+        if self._closed:
+            raise PoolError("the worker pool was closed")
+        if not self._waiters and len(self.free) >= n:
+            return [self.free.popleft() for _ in range(n)]
+        fut: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
+        self._waiters.append((n, fut))
+        try:
+            return await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():
+                self.give(*fut.result())  # granted just as we were cancelled: hand them back
+            raise
+
+    async def take(self) -> int:
+        (slot,) = await self.take_many(1)
+        return slot
+
+    def give(self, *slots: int) -> None:
+        if self._closed and self.parent is not None:
+            self.parent.give(*slots)  # a closed lease passes late returns straight back
+            return
+        self.free.extend(slots)
+        while self._waiters:
+            n, fut = self._waiters[0]
+            if fut.done():
+                self._waiters.popleft()
+            elif len(self.free) >= n:
+                self._waiters.popleft()
+                fut.set_result([self.free.popleft() for _ in range(n)])
+            else:
+                break
+
+    async def lease(self, n: int) -> SlotSet:
+        """A set of ``n`` slots (at most all of them) borrowed from this one; ``close()`` returns them."""
+        return SlotSet(await self.take_many(min(n, self.size)), parent=self)
+
+    def close(self) -> None:
+        """Give a lease's slots back; slots still in use go back when their results are released."""
+        if self.parent is not None and not self._closed:
+            self.parent.give(*self.free)
+            self.free.clear()
+        self._closed = True
+        for _, fut in self._waiters:
+            if not fut.done():
+                fut.set_exception(PoolError("the worker pool was closed"))
+        self._waiters.clear()
+
+
 @dataclass
 class EncodeResult:
     """One encoded segment. ``blocks[j]`` may be a view into a shared slot: call ``release()``
@@ -102,16 +166,16 @@ class EncodeResult:
     block_hashes: list[bytes]
     block_size: int
     blocks: list[memoryview]
-    _pool: WorkerPool | None = None
+    _slots: SlotSet | None = None
     _slot: int = -1
 
     def release(self) -> None:
         for view in self.blocks:
             view.release()
         self.blocks = []
-        if self._pool is not None and self._slot >= 0:
-            self._pool._free_slot(self._slot)
-            self._pool = None
+        if self._slots is not None and self._slot >= 0:
+            self._slots.give(self._slot)
+            self._slots = None
 
     def __enter__(self) -> EncodeResult:
         return self
@@ -140,8 +204,7 @@ class WorkerPool:
         self._slot_count = slot_count or 2 * workers + 4
         self._slot_size = slot_size
         self._arena: Arena | None = None
-        self._free_slots: deque[int] = deque()
-        self._slot_waiters: deque[asyncio.Future[None]] = deque()
+        self.slots = SlotSet()
         self._workers: list[_Worker] = []
         self._queues: dict[Hashable, deque[_Job]] = {}
         self._rr: deque[Hashable] = deque()
@@ -159,7 +222,7 @@ class WorkerPool:
     async def start(self) -> None:
         if self._slot_size:
             self._arena = Arena.create(self._slot_count, self._slot_size)
-            self._free_slots.extend(range(self._slot_count))
+            self.slots = SlotSet(range(self._slot_count))
         await asyncio.gather(*(self._spawn() for _ in range(self.size)))
         self._watchdog = asyncio.create_task(self._watch())
 
@@ -230,9 +293,7 @@ class WorkerPool:
             w.writer.close()
             if w.reader_task:
                 w.reader_task.cancel()
-        for waiter in self._slot_waiters:
-            if not waiter.done():
-                waiter.set_exception(PoolError("the worker pool was closed"))
+        self.slots.close()
         if self._arena is not None:
             self._arena.close()
 
@@ -266,17 +327,22 @@ class WorkerPool:
         *,
         source: str = "",
         data: bytes | None = None,
+        slots: SlotSet | None = None,
     ) -> EncodeResult:
-        """Encode one segment in a worker; waits for a slot first (backpressure)."""
+        """Encode one segment in a worker; waits for a slot first (backpressure).
+
+        ``slots`` is the caller's lease (``await pool.slots.lease(window)``); without one the
+        slot comes from the pool's shared set. Segments too big for a slot travel inline."""
         padded = -(-length // k) * k
         need = n * (padded // k)
-        slot = await self._take_slot() if self._arena is not None and need <= self._slot_size else -1
+        source_set = slots if slots is not None else self.slots
+        slot = await source_set.take() if self._arena is not None and need <= self._slot_size else -1
         try:
             msg = EncodeSegment(0, segment, key, offset, length, source, data, k, n, slot)
             reply = await self._submit(client, msg, self.job_timeout_s + length / 2e6)
         except BaseException:
             if slot >= 0:
-                self._free_slot(slot)
+                source_set.give(slot)
             raise
         assert isinstance(reply, SegmentEncoded)
         if slot >= 0:
@@ -289,7 +355,7 @@ class WorkerPool:
             assert reply.blocks is not None
             blocks = [memoryview(b) for b in reply.blocks]
         return EncodeResult(
-            segment, reply.crypttext_hash, reply.block_hashes, reply.block_size, blocks, self, slot
+            segment, reply.crypttext_hash, reply.block_hashes, reply.block_size, blocks, source_set, slot
         )
 
     async def key_pass(
@@ -352,22 +418,6 @@ class WorkerPool:
                 worker.busy_since = time.monotonic()
             worker.inflight.append(job)
             worker.writer.write(frame(job.msg))
-
-    # ---- slots -------------------------------------------------------------------------------
-    async def _take_slot(self) -> int:
-        while not self._free_slots:
-            waiter = asyncio.get_running_loop().create_future()
-            self._slot_waiters.append(waiter)
-            await waiter
-        return self._free_slots.popleft()
-
-    def _free_slot(self, slot: int) -> None:
-        self._free_slots.append(slot)
-        while self._slot_waiters:
-            waiter = self._slot_waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                break
 
     # ---- supervision -------------------------------------------------------------------------
     async def _read_loop(self, w: _Worker, reader: asyncio.StreamReader) -> None:

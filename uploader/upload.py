@@ -48,6 +48,7 @@ from workers.source import read_exact
 log = logging.getLogger("uploader.upload")
 
 RETRY_DELAYS_S = (0.2, 0.5, 1.0, 2.0)
+MIN_EARLY_WRITE = 64 * 1024  # a write sent before it is full must carry at least this much
 TAIL_HOLDBACK = 1  # bytes of each share kept back until every share is otherwise written
 
 
@@ -108,6 +109,10 @@ class _Budget:
             self.free -= n
         return n
 
+    @property
+    def idle(self) -> bool:
+        return self.free == self.capacity
+
     async def release(self, n: int) -> None:
         async with self._cond:
             self.free += n
@@ -148,6 +153,34 @@ class _Bucket:
         return not self.failed and self.link.lost is None
 
 
+class KeyedLocks:
+    """One lock per storage index: concurrent uploads of the same file (the same convergent SI)
+    take turns, so the second finds the first's shares complete instead of being refused."""
+
+    def __init__(self) -> None:
+        self._locks: dict[bytes, tuple[asyncio.Lock, int]] = {}
+
+    async def acquire(self, key: bytes) -> None:
+        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
+        self._locks[key] = (lock, users + 1)
+        try:
+            await lock.acquire()
+        except BaseException:
+            self._forget(key)
+            raise
+
+    def release(self, key: bytes) -> None:
+        self._locks[key][0].release()
+        self._forget(key)
+
+    def _forget(self, key: bytes) -> None:
+        lock, users = self._locks[key]
+        if users == 1:
+            del self._locks[key]
+        else:
+            self._locks[key] = (lock, users - 1)
+
+
 class Upload:
     """One file's upload; create, then ``await run()`` once."""
 
@@ -160,8 +193,11 @@ class Upload:
         secret: bytes | None,
         lease_secret: bytes,
         progress: Callable[[int], None] | None = None,
+        locks: KeyedLocks | None = None,
     ) -> None:
         self.pool = pool
+        self.locks = locks if locks is not None else KeyedLocks()
+        self._locked: bytes | None = None
         self.clients = list(clients)
         self.settings = settings
         self.path = path
@@ -177,6 +213,7 @@ class Upload:
         self.share_bytes_sent = 0
         self.segments_done = 0
         self._lost_event = asyncio.Event()
+        self._unflushed_segments = 0
         self.next_segment = 0
         self.client_id = object()
 
@@ -194,6 +231,7 @@ class Upload:
         g = Geometry.from_params(self.settings.params, identity.size)
         self.geometry = g
         self.layout: ShareLayout = expected_layout(g)
+        self.lease = await self.pool.slots.lease(self.settings.window)
         try:
             cap, trailer = await encode_file_pooled(
                 self.pool,
@@ -205,7 +243,8 @@ class Upload:
                 progress=self._key_progress,
                 on_key=self._place,
                 on_segment=self._on_segment,
-                on_stall=self._flush_all,
+                on_stall=self._on_stall,
+                slots=self.lease,
             )
             assert trailer is not None
             await self._finish(trailer.share_trailer)
@@ -214,6 +253,9 @@ class Upload:
             raise
         finally:
             await self._cancel_tasks()
+            self.lease.close()
+            if self._locked is not None:
+                self.locks.release(self._locked)
         servers: dict[str, list[int]] = {}
         for b in self.buckets:
             if b.live and b.complete:
@@ -232,6 +274,8 @@ class Upload:
     async def _place(self, key: bytes, storage_index: bytes) -> None:
         self.key = key
         self.storage_index = storage_index
+        await self.locks.acquire(storage_index)
+        self._locked = storage_index
         n, size = self.geometry.n, self.layout.share_size
         ranked = sorted(
             self.clients, key=lambda c: hashlib.sha1(storage_index + c.permutation_seed).digest()
@@ -343,6 +387,9 @@ class Upload:
             if bucket.pending_bytes >= self.settings.write_size:
                 await self._flush(bucket)
         self.next_segment = result.segment + 1
+        self._unflushed_segments += 1
+        if self._unflushed_segments >= max(1, self.lease.size // 2):
+            await self._flush_all()  # half the lease is parked in partial writes: send them
         if self._lost_event.is_set():
             await self._recover()
 
@@ -351,7 +398,14 @@ class Upload:
         if self.progress is not None:
             self.progress(self.geometry.segment_length(segment))
 
+    async def _on_stall(self) -> None:
+        """The workers are behind: send what is coalesced for links that have nothing in flight."""
+        for bucket in self.buckets:
+            if bucket.pending_bytes >= MIN_EARLY_WRITE and bucket.link.budget.idle:
+                await self._flush(bucket)
+
     async def _flush_all(self) -> None:
+        self._unflushed_segments = 0
         for bucket in self.buckets:
             if bucket.pending:
                 await self._flush(bucket)
@@ -392,6 +446,9 @@ class Upload:
                         self.storage_index, bucket.shnum, offset, buffers, link.upload_secret
                     )
                 except ServerError as exc:
+                    if attempt and getattr(exc, "status", None) == 404 and await self._completed(bucket):
+                        bucket.complete = True  # an earlier, timed-out try did complete it
+                        return
                     if exc.retryable and delay is not None:
                         log.info(
                             "write to %s failed (%s); retry %d in %.1f s", link.name, exc, attempt + 1, delay
@@ -408,6 +465,12 @@ class Upload:
             await link.budget.release(taken)
             for h in holds:
                 h.drop()
+
+    async def _completed(self, bucket: _Bucket) -> bool:
+        try:
+            return bucket.shnum in await bucket.link.client.list_shares(self.storage_index)
+        except ServerError:
+            return False
 
     def _lose(self, bucket: _Bucket, exc: BaseException) -> None:
         if exc is not None and getattr(exc, "status", None) in (401, 404, 409, 416):
@@ -466,6 +529,7 @@ class Upload:
                 g.k,
                 g.n,
                 source=str(self.path),
+                slots=self.lease,
             )
             hold = _Hold(result, 1, None)
             buffers: list[memoryview | bytes] = [result.blocks[bucket.shnum]]

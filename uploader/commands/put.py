@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import sys
 import time
@@ -38,10 +39,8 @@ def run(args: argparse.Namespace, config: Config) -> int:
 async def _run(args: argparse.Namespace, config: Config) -> int:
     total = 0
     for path in args.files:
-        try:
+        with contextlib.suppress(OSError):
             total += 2 * path.stat().st_size
-        except OSError:
-            pass
     bar = ProgressBar(f"{len(args.files)} file(s)" if len(args.files) > 1 else args.files[0].name, total)
     worst = 0
     async with GridClient(config, max_uploads=min(len(args.files), 4)) as grid:

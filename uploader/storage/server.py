@@ -2,7 +2,7 @@
 
 | step at start-up                     | where                                              |
 |--------------------------------------|----------------------------------------------------|
-| malloc thresholds raised             | ``uploader.malloc.tune_malloc``                    |
+| malloc thresholds raised             | ``workers.malloc.tune_malloc``                    |
 | one server per directory             | ``DIR/server.lock`` (flock, held while running)    |
 | key, certificate, swissnum           | ``DIR/private/`` (made once, kept: ``identity``)   |
 | stale incoming uploads removed       | ``DIR/storage/shares/incoming`` (``ShareStore``)   |
@@ -30,12 +30,12 @@ from pathlib import Path
 
 from aiohttp import web
 
-from uploader.malloc import tune_malloc
 from uploader.storage.app import AppSettings, StorageApp
 from uploader.storage.errors import StorageError
 from uploader.storage.identity import Identity, load_or_create_identity, write_nurl
 from uploader.storage.store import ShareStore, StoreSettings
 from uploader.wire.nurl import Nurl
+from workers.malloc import tune_malloc
 
 log = logging.getLogger("uploader.storage")
 

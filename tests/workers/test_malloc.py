@@ -1,8 +1,8 @@
-"""uploader.malloc: glibc accepts the thresholds (this project runs on glibc Linux)."""
+"""workers.malloc: glibc accepts the thresholds (this project runs on glibc Linux)."""
 
 from __future__ import annotations
 
-from uploader.malloc import tune_malloc
+from workers.malloc import tune_malloc
 
 
 def test_tune_malloc_applies_and_is_repeatable() -> None:

@@ -1,0 +1,110 @@
+"""The pipelined upload against real storage servers: caps, share bytes on disk, faults, memory."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import random
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import VECTORS
+from tests.helpers.grid import shares_on_disk
+from tests.helpers.localgrid import LocalGrid
+from tests.integration.test_tahoe_differential import (
+    assert_same_as_tahoe,
+    differential_cases,
+    tahoe_differential_results,
+)
+from uploader.chk import reference
+from uploader.chk.caps import ChkCap
+from uploader.config import Config
+from uploader.encoding import encode_file_inline
+from uploader.gridclient import GridClient
+from uploader.secrets import convergence_secret
+from workers.geometry import EncodingParams
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def grid(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalGrid]:
+    with LocalGrid(tmp_path_factory.mktemp("grid"), 10) as g:
+        yield g
+
+
+async def _upload_all(config: Config, paths: list[Path]) -> list[object]:
+    async with GridClient(config) as client:
+        return list(await asyncio.gather(*(client.upload(p) for p in paths)))
+
+
+def test_caps_equal_cap_and_shares_decode(grid: LocalGrid, tmp_path: Path) -> None:
+    rng = random.Random(5)
+    for k, n, happy in [(3, 10, 7), (1, 1, 1), (2, 5, 4), (7, 12, 8), (5, 30, 10)]:
+        sizes = [56, rng.randint(57, 4000), rng.randint(4000, 300_000), 0, 55]
+        paths = []
+        for i, size in enumerate(sizes):
+            p = tmp_path / f"{k}-{n}-{i}"
+            p.write_bytes(rng.randbytes(size))
+            paths.append(p)
+        config = grid.config(
+            shares_needed=k, shares_total=n, shares_happy=happy, max_segment_size=rng.choice([4096, 65536])
+        )
+        results = asyncio.run(_upload_all(config, paths))
+        params = EncodingParams(k, n, config.max_segment_size)
+        secret = convergence_secret(config)
+        for path, result in zip(paths, results, strict=True):
+            expected, _ = encode_file_inline(path, params, secret)
+            assert str(result.cap) == str(expected)  # type: ignore[attr-defined]
+            cap = result.cap  # type: ignore[attr-defined]
+            if isinstance(cap, ChkCap):
+                shares = shares_on_disk(grid.dir, cap.storage_index)
+                assert set(shares) == set(range(n))
+                assert reference.decode(cap, shares) == path.read_bytes()
+
+
+def test_reupload_moves_almost_no_data(grid: LocalGrid, tmp_path: Path) -> None:
+    path = tmp_path / "again"
+    path.write_bytes(os.urandom(2_000_000))
+    config = grid.config()
+    first, second = asyncio.run(_upload_all(config, [path])), asyncio.run(_upload_all(config, [path]))
+    assert str(first[0].cap) == str(second[0].cap)  # type: ignore[attr-defined]
+    assert first[0].share_bytes_sent > 6_000_000  # type: ignore[attr-defined]
+    assert second[0].share_bytes_sent == 0  # type: ignore[attr-defined]
+
+
+def test_vectors_and_stock_tahoe_through_the_pipeline(
+    grid: LocalGrid, tmp_path: Path, tahoe_python: Path
+) -> None:
+    """All 120 vector caps, and the stock-Tahoe differential's share bytes read back from the disks."""
+    vectors = yaml.safe_load((VECTORS / "chk-vectors.yaml").read_text())["vector"]
+    tahoe = tahoe_differential_results(tahoe_python)
+
+    async def main() -> None:
+        async with GridClient(grid.config()) as client:
+            for i, v in enumerate(vectors):
+                seed = base64.b64decode(v["sample"]["seed"])
+                length = v["sample"]["length"]
+                path = tmp_path / f"v{i}"
+                path.write_bytes((seed * (length // len(seed) + 1))[:length])
+                z = v["zfec"]
+                params = EncodingParams(z["required"], z["total"], z["segmentSize"])
+                result = await client.upload(
+                    path, params=params, happy=1, secret=base64.b64decode(v["convergence"])
+                )
+                assert str(result.cap) == v["expected"], f"vector {i}"
+                path.unlink()
+            for case in differential_cases():
+                path = tmp_path / case.id
+                path.write_bytes(case.plaintext())
+                params = EncodingParams(case.k, case.n, case.max_segment_size)
+                result = await client.upload(path, params=params, happy=1, secret=case.secret)
+                cap = result.cap
+                shares = shares_on_disk(grid.dir, cap.storage_index) if isinstance(cap, ChkCap) else {}
+                assert_same_as_tahoe(case, str(cap), [shares[j] for j in sorted(shares)], tahoe[case.id])
+
+    asyncio.run(main())
