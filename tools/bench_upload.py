@@ -1,0 +1,139 @@
+"""Upload benchmark: ``put`` to a 10-server local grid, with the CPU cost of every process, side by side.
+
+``python -m tools.bench_upload [--sizes BYTES ...] [--quick]`` starts a temporary embedded grid
+(10 of our storage servers, k=3, N=10, the default configuration) and, for each size, in one run:
+
+| key | meaning |
+|---|---|
+| ``put_mb_per_s`` | plaintext MB/s of the upload (MB = 10^6 bytes), key pass to last 201 |
+| ``network_cpu_s_per_gb`` | the uploading (network) process's own CPU-s per GB of plaintext |
+| ``workers_cpu_s_per_gb`` | the worker processes' CPU-s per GB (from their rusage once reaped) |
+| ``servers_cpu_s_per_gb`` | all 10 storage servers' CPU-s per GB, together |
+| ``compute_only_mb_per_s`` | the ``cap`` pipeline on the same pool: the same encoding, no network |
+| ``stock_tahoe_put_mb_per_s`` | stock Tahoe-LAFS 1.20's ``tahoe put`` of the same file to the same servers |
+
+Everything runs on the same machine at the same time of day, so ratios are what to compare.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from uploader import aio
+from uploader.config import load_config
+from uploader.encoding import encode_file_pooled
+from uploader.gridclient import GridClient
+
+REPO = Path(__file__).resolve().parent.parent
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _write_file(path: Path, size: int) -> None:
+    chunk = os.urandom(1 << 20)
+    with path.open("wb") as fh:
+        left = size
+        while left > 0:
+            piece = chunk[: min(len(chunk), left)]
+            fh.write(piece)
+            left -= len(piece)
+            chunk = chunk[1:] + chunk[:1]  # vary the data: no two segments alike
+
+
+def _grid(*args: str) -> None:
+    subprocess.run([sys.executable, "-m", "uploader", "grid", *args], cwd=REPO, check=True, capture_output=True)
+
+
+async def _measure(config_path: Path, path: Path, server_pids: list[int]) -> dict[str, float]:
+    config = load_config(config_path, {"HOME": str(config_path.parent)}, {})
+    size = path.stat().st_size
+    out: dict[str, float] = {}
+    children0 = _children_cpu()
+    async with GridClient(config) as client:
+        servers0 = sum(_cpu_seconds(p) for p in server_pids)
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        result = await client.upload(path)
+        wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+        servers = sum(_cpu_seconds(p) for p in server_pids) - servers0
+        t1 = time.perf_counter()
+        await encode_file_pooled(client.pool, path, client.params, client.secret, window=config.window)
+        compute = time.perf_counter() - t1
+    workers = _children_cpu() - children0  # includes the compute-only pass: subtract its share below
+    gb = size / 1e9
+    out["put_mb_per_s"] = round(size / wall / 1e6, 1)
+    out["network_cpu_s_per_gb"] = round(cpu / gb, 2)
+    out["workers_cpu_s_per_gb_incl_compute_pass"] = round(workers / gb, 2)
+    out["workers_cpu_s_per_gb"] = round(workers / 2 / gb, 2)  # two equal encodes of the same file
+    out["servers_cpu_s_per_gb"] = round(servers / gb, 2)
+    out["compute_only_mb_per_s"] = round(size / compute / 1e6, 1)
+    out["put_vs_compute_only"] = round(compute / wall, 2)
+    out["share_bytes_sent"] = result.share_bytes_sent
+    return out
+
+
+def run(sizes: list[int] | None = None, quick: bool = False, stock: bool = True) -> dict[str, Any]:
+    sizes = sizes or ([16 * 2**20] if quick else [256 * 2**20, 2**30])
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-upload-") as tmp:
+        grid = Path(tmp) / "grid"
+        _grid("start", "--dir", str(grid), "--servers", "10")
+        try:
+            pids = [s["pid"] for s in json.loads((grid / "grid.json").read_text())["servers"]]
+            for size in sizes:
+                path = Path(tmp) / f"file-{size}"
+                _write_file(path, size)
+                row = aio.run(_measure(grid / "uploader.toml", path, pids))
+                if stock and not quick:
+                    row.update(_stock(grid, path))
+                    if row.get("stock_tahoe_put_mb_per_s"):
+                        row["put_vs_stock_tahoe"] = round(row["put_mb_per_s"] / row["stock_tahoe_put_mb_per_s"], 2)
+                results[f"{size / 2**20:.0f}MiB"] = row
+                path.unlink()
+        finally:
+            _grid("stop", "--dir", str(grid))
+    return results
+
+
+def _stock(grid: Path, path: Path) -> dict[str, Any]:
+    try:
+        from tools.stock_tahoe import stock_put_rate
+    except ImportError:
+        return {"stock_tahoe_put": "tools.stock_tahoe is not available"}
+    tahoe = REPO / ".cache" / "tahoe-venv" / "bin" / "tahoe"
+    if not tahoe.exists():
+        return {"stock_tahoe_put": "no stock Tahoe venv: run `make tahoe`"}
+    stock = stock_put_rate(tahoe, grid, path)
+    return {"stock_tahoe_put_mb_per_s": stock["mb_per_s"]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="*", help="file sizes in bytes (default 256 MiB and 1 GiB)")
+    parser.add_argument("--quick", action="store_true", help="a tiny smoke run")
+    parser.add_argument("--no-stock", action="store_true", help="skip stock Tahoe's tahoe put")
+    args = parser.parse_args(argv)
+    print(json.dumps(run(args.sizes, args.quick, not args.no_stock), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
