@@ -17,6 +17,7 @@ SECTIONS: list[tuple[str, str, dict[str, Any], dict[str, Any]]] = [
     ("encode", "tools.bench_encode", {"size": 256 * 2**20}, {"size": 8 * 2**20, "quick": True}),
     ("storage", "tools.bench_storage", {}, {"quick": True}),
     ("gbs", "tools.bench_gbs", {}, {"quick": True}),
+    ("upload", "tools.bench_upload", {}, {"quick": True}),
 ]
 
 
