@@ -4,6 +4,7 @@
 
 - single-process per-segment encode MB/s (AES-CTR + zfec + hashes) for (3,10) at 128 KiB and 1 MiB;
 - the ``cap`` pipeline (key pass + encode + trees) on a file: in-line loop vs the pool with W=1, W=2;
+- encoding alone (the segments of the same file, no key pass): in-line loop vs the pool, W=1, W=2;
 - the network process's own CPU-seconds per GB of plaintext spent receiving blocks from the
   workers, through shared-memory slots and through inline pipe frames.
 
@@ -99,7 +100,15 @@ def run(size: int, quick: bool = False) -> dict[str, Any]:
         inline_s = time.perf_counter() - t0
         w1 = asyncio.run(_pool_cap(path, params, 1, 8))
         w2 = asyncio.run(_pool_cap(path, params, 2, 8))
-        slots_cpu, _ = asyncio.run(_receive_cpu(path, params, 2, slots=True))
+        t0 = time.perf_counter()
+        g = Geometry.from_params(params, size)
+        key = os.urandom(16)
+        with path.open("rb") as fh:  # the in-line loop over the same segments, no key pass
+            for seg in range(g.num_segments):
+                encode_segment(fh.read(g.segment_length(seg)), key, g.segment_offset(seg), 3, 10)
+        inline_encode_s = time.perf_counter() - t0
+        _, w1_encode_s = asyncio.run(_receive_cpu(path, params, 1, slots=True))
+        slots_cpu, w2_encode_s = asyncio.run(_receive_cpu(path, params, 2, slots=True))
         frames_cpu, _ = asyncio.run(_receive_cpu(path, params, 2, slots=False))
     mb = size / 1e6
     out.update(
@@ -110,6 +119,10 @@ def run(size: int, quick: bool = False) -> dict[str, Any]:
             "cap_pool_w2_mb_per_s": round(mb / w2, 1),
             "pool_w1_vs_inline": round(inline_s / w1, 2),
             "pool_w2_vs_inline": round(inline_s / w2, 2),
+            "encode_only_inline_mb_per_s": round(mb / inline_encode_s, 1),
+            "encode_only_pool_w1_mb_per_s": round(mb / w1_encode_s, 1),
+            "encode_only_pool_w2_mb_per_s": round(mb / w2_encode_s, 1),
+            "encode_only_w2_vs_inline": round(inline_encode_s / w2_encode_s, 2),
             "network_receive_cpu_s_per_gb_slots": round(slots_cpu, 3),
             "network_receive_cpu_s_per_gb_frames": round(frames_cpu, 3),
         }
