@@ -90,6 +90,16 @@ async def _measure(config_path: Path, path: Path, server_pids: list[int]) -> dic
     return out
 
 
+async def _concurrent(config_path: Path, paths: list[Path]) -> float:
+    """Aggregate plaintext MB/s of uploading ``paths`` all at once on one client."""
+    config = load_config(config_path, {"HOME": str(config_path.parent)}, {})
+    async with GridClient(config, max_uploads=len(paths)) as client:
+        t0 = time.perf_counter()
+        await asyncio.gather(*(client.upload(p) for p in paths))
+        wall = time.perf_counter() - t0
+    return sum(p.stat().st_size for p in paths) / wall / 1e6
+
+
 def run(sizes: list[int] | None = None, quick: bool = False, stock: bool = True) -> dict[str, Any]:
     sizes = sizes or ([16 * 2**20] if quick else [256 * 2**20, 2**30])
     results: dict[str, Any] = {}
@@ -108,6 +118,19 @@ def run(sizes: list[int] | None = None, quick: bool = False, stock: bool = True)
                         row["put_vs_stock_tahoe"] = round(row["put_mb_per_s"] / row["stock_tahoe_put_mb_per_s"], 2)
                 results[f"{size / 2**20:.0f}MiB"] = row
                 path.unlink()
+            # Many uploads at once share one pool: 4 files of a quarter size each, together.
+            quarter = sizes[0] // 4
+            paths = [Path(tmp) / f"part-{i}" for i in range(4)]
+            for p in paths:
+                _write_file(p, quarter)
+            together = aio.run(_concurrent(grid / "uploader.toml", paths))
+            first = results[f"{sizes[0] / 2**20:.0f}MiB"]["put_mb_per_s"]
+            results["4_concurrent"] = {
+                "files": 4,
+                "file_mb": round(quarter / 1e6, 1),
+                "aggregate_mb_per_s": round(together, 1),
+                "vs_one_upload": round(together / first, 2),
+            }
         finally:
             _grid("stop", "--dir", str(grid))
     return results
