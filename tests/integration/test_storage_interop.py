@@ -16,18 +16,16 @@ import hashlib
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.helpers.stock import StockClientNode, client_for_grid
 from tests.storage_driver import REPO, ServerProcess
+from tools.stock_tahoe import stock_get_rate, stock_put_rate
 from uploader.chk.caps import ChkCap, parse_read_cap
 from uploader.chk.lease import bucket_renewal_secret
 from uploader.storage.identity import read_identity
@@ -51,12 +49,6 @@ def _isolated_env(home: Path) -> dict[str, str]:
     return env
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def grid(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """Ten of our servers, started with ``grid start`` (session-like: shared by this module)."""
@@ -76,52 +68,15 @@ def grid(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 @pytest.fixture(scope="module")
 def stock_client(
     grid: Path, tahoe_bin: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[Path, int]]:
+) -> Iterator[StockClientNode]:
     """A stock Tahoe client node whose only servers are ours (private/servers.yaml, no introducer)."""
     base = tmp_path_factory.mktemp("stock-client")
-    node, env = base / "node", _isolated_env(base / "home")
-    port = _free_port()
-    subprocess.run(
-        [str(tahoe_bin), "create-client", f"--webport=tcp:{port}:interface=127.0.0.1",
-         "--shares-needed=3", "--shares-happy=7", "--shares-total=10", str(node)],
-        env=env, check=True, capture_output=True,
-    )  # fmt: skip
-    (node / "private" / "introducers.yaml").unlink(missing_ok=True)
-    shutil.copy(grid / "servers.yaml", node / "private" / "servers.yaml")
-    log = (base / "node.log").open("wb")
-    proc = subprocess.Popen(
-        [str(tahoe_bin), "run", "--allow-stdin-close", str(node)],
-        stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
-    )  # fmt: skip
+    node = client_for_grid(tahoe_bin, grid, base / "node", env=_isolated_env(base / "home"))
+    assert node.expect_connected == 10
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert proc.poll() is None, f"stock client exited; see {log.name}"
-            assert time.monotonic() < deadline, f"stock client never saw 10 connected servers; see {log.name}"
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/?t=json", timeout=5) as resp:
-                    servers = json.load(resp)["servers"]
-                if (
-                    sum(
-                        1
-                        for s in servers
-                        if str(s.get("connection_status", "")).lower().startswith("connected")
-                    )
-                    >= 10
-                ):
-                    break
-            except (OSError, ValueError, KeyError):
-                pass
-            time.sleep(0.25)
-        yield node, port
+        yield node
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
+        node.stop()
 
 
 def _tahoe_read_storage_dir(
@@ -187,21 +142,15 @@ def test_stock_http_storage_client(grid: Path, tahoe_python: Path, tmp_path: Pat
 
 
 def test_stock_tahoe_put_and_get_through_our_grid(
-    grid: Path, stock_client: tuple[Path, int], tahoe_bin: Path, tahoe_python: Path, tmp_path: Path
+    grid: Path, stock_client: StockClientNode, tahoe_python: Path, tmp_path: Path
 ) -> None:
-    node, _ = stock_client
-    data = os.urandom(1_500_000)  # 12 segments of 128 KiB
+    node = stock_client.dir
+    data = os.urandom(1_500_000)  # 2 segments (stock 1.20 segments are 1 MiB)
     source, target = tmp_path / "in.bin", tmp_path / "out.bin"
     source.write_bytes(data)
-    env = _isolated_env(tmp_path / "home")
-    put = subprocess.run([str(tahoe_bin), "-d", str(node), "put", str(source)], env=env, capture_output=True,
-                         text=True, timeout=120)  # fmt: skip
-    assert put.returncode == 0, put.stderr
-    cap = parse_read_cap(put.stdout.strip())
+    cap = parse_read_cap(stock_client.put(source))
     assert isinstance(cap, ChkCap)
-    get = subprocess.run([str(tahoe_bin), "-d", str(node), "get", str(cap), str(target)], env=env,
-                         capture_output=True, text=True, timeout=120)  # fmt: skip
-    assert get.returncode == 0, get.stderr
+    stock_client.get(str(cap), target)
     assert hashlib.sha256(target.read_bytes()).digest() == hashlib.sha256(data).digest()
 
     # The ten shares are on our servers' disks, complete, in Tahoe's layout.
@@ -223,6 +172,20 @@ def test_stock_tahoe_put_and_get_through_our_grid(
     expected = bucket_renewal_secret(lease_secret, si, seed)
     seen = _tahoe_read_storage_dir(tahoe_python, server / "storage", si, [expected], tmp_path)
     assert seen and all(share["leases"][0]["matches"] == [True] for share in seen.values())
+
+
+def test_benchmark_stock_rates_smoke(
+    grid: Path, stock_client: StockClientNode, tahoe_bin: Path, tmp_path: Path
+) -> None:
+    """tools.stock_tahoe's timed `tahoe put`/`tahoe get` (the benchmark's yardstick), tiny, so it cannot rot."""
+    data = os.urandom(200_000)
+    (tmp_path / "in.bin").write_bytes(data)
+    put = stock_put_rate(tahoe_bin, grid, tmp_path / "in.bin", client=stock_client)
+    assert put["size"] == len(data) and put["seconds"] > 0 and put["mb_per_s"] > 0
+    assert isinstance(parse_read_cap(put["cap"]), ChkCap)
+    got = stock_get_rate(tahoe_bin, grid, put["cap"], out=tmp_path / "out.bin", client=stock_client)
+    assert got["size"] == len(data) and got["cap"] == put["cap"] and got["mb_per_s"] > 0
+    assert (tmp_path / "out.bin").read_bytes() == data
 
 
 # --- (c) ----------------------------------------------------------------------------------------
