@@ -4,8 +4,9 @@
   in place inside the output slot, zero-pad, zfec, hash every block; the N blocks land in the
   slot (or travel inline), the reply carries the hashes.
 - ``KeyPass``: the convergent key over the whole file (SHA-256d, one sequential pass).
-- ``DecodeSegment``: verify each block's hash, zfec-decode, verify the ciphertext segment hash,
-  decrypt, and write the plaintext to the destination file (or return it inline).
+- ``DecodeSegment``: verify each block's hash, zfec-decode (not needed when the blocks are the
+  first k: zfec is systematic), verify the ciphertext segment hash, decrypt, and write the
+  plaintext to the destination file (or return it, inline or in the slot).
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ from workers.messages import (
     SegmentDecoded,
     SegmentEncoded,
 )
-from workers.segment import decode_ciphertext
 from workers.slots import Arena
 from workers.source import iter_chunks
 
@@ -114,33 +114,94 @@ def key_pass_job(msg: KeyPass) -> KeyReady:
     return KeyReady(msg.job, hasher.key())
 
 
-def decode_segment_job(msg: DecodeSegment) -> SegmentDecoded:
+class DestinationError(UploaderError):
+    """The plaintext could not be written to the destination file."""
+
+    exit_code = 7
+
+
+def _blocks_of(msg: DecodeSegment, arena: Arena | None) -> tuple[list[memoryview], memoryview | None]:
+    """The k blocks as views (into the slot, or the inline bytes), and the slot's view if any."""
+    k, bs = msg.k, msg.block_size
+    if (
+        len(msg.block_nums) != k
+        or len(msg.block_hashes) != k
+        or msg.block_nums != sorted(set(msg.block_nums))
+    ):
+        raise SourceError(f"a decode job needs {k} distinct ascending block numbers, got {msg.block_nums}")
+    if msg.slot < 0:
+        if len(msg.blocks) != k or any(len(b) != bs for b in msg.blocks):
+            raise SourceError(f"a decode job needs {k} inline blocks of {bs} bytes")
+        return [memoryview(b) for b in msg.blocks], None
+    if arena is None or msg.slot >= arena.count:
+        raise SourceError(f"decode job names slot {msg.slot}, which this worker does not have")
+    out_len = max(0, min(msg.out_end, msg.offset + msg.length) - max(msg.out_start, msg.offset))
+    need = k * bs + (out_len if not msg.dest else 0)
+    if need > arena.slot_size:
+        raise SourceError(f"decode job needs {need} bytes of slot, slots hold {arena.slot_size}")
+    view = arena.slot(msg.slot)
+    return [view[i * bs : (i + 1) * bs] for i in range(k)], view
+
+
+def decode_segment_job(msg: DecodeSegment, arena: Arena | None = None) -> SegmentDecoded:
+    k, bs, length = msg.k, msg.block_size, msg.length
+    if not 0 < length <= k * bs:
+        raise SourceError(f"segment of {length} bytes does not fit {k} blocks of {bs} bytes")
+    blocks, slot = _blocks_of(msg, arena)
     bad = [
         num
-        for num, block, h in zip(msg.block_nums, msg.blocks, msg.block_hashes, strict=True)
+        for num, block, h in zip(msg.block_nums, blocks, msg.block_hashes, strict=True)
         if block_hash(block) != h
     ]
     if bad:
-        return SegmentDecoded(msg.job, msg.segment, bad, None)
-    blocks = dict(zip(msg.block_nums, msg.blocks, strict=True))
-    ct = decode_ciphertext(blocks, msg.k, msg.n, msg.length)
+        return SegmentDecoded(msg.job, msg.segment, bad, None, None)
+    if msg.block_nums == list(range(k)):  # zfec is systematic: the blocks are the ciphertext
+        if slot is not None:
+            ct: memoryview = slot[:length]
+        else:
+            ct = memoryview(b"".join(blocks))[:length]
+    else:
+        pieces = erasure.decode(blocks, msg.block_nums, k, msg.n)
+        if slot is not None:  # the pieces replace the blocks: slot[:length] is the ciphertext after
+            # zfec may hand back a primary block's own buffer as its piece; piece i sits at or below
+            # position i, so writing from the last piece down never clobbers one not yet written.
+            for i in range(k - 1, -1, -1):
+                slot[i * bs : (i + 1) * bs] = pieces[i]
+            ct = slot[:length]
+        else:
+            ct = memoryview(b"".join(pieces))[:length]
     if crypttext_segment_hash(ct) != msg.crypttext_hash:
-        return SegmentDecoded(msg.job, msg.segment, [-1], None)  # -1: the blocks agree but decode wrong
-    buf = bytearray(ct)
-    cipher = _cipher(msg.key, msg.offset)
-    cipher.encrypt(buf, output=buf)  # type: ignore[attr-defined]
+        return SegmentDecoded(msg.job, msg.segment, [-1], None, None)
+    lo = max(msg.out_start, msg.offset)
+    hi = min(msg.out_end, msg.offset + length)
+    ciphertext = bytes(ct) if slot is None else None
+    if hi <= lo:
+        return SegmentDecoded(msg.job, msg.segment, [], b"" if slot is None else None, ciphertext)
+    if slot is not None and not msg.dest:
+        out = slot[k * bs : k * bs + hi - lo]
+    else:
+        out = memoryview(bytearray(hi - lo))
+    cipher = _cipher(msg.key, lo)
+    cipher.encrypt(ct[lo - msg.offset : hi - msg.offset], output=out)  # type: ignore[attr-defined]
     if not msg.dest:
-        return SegmentDecoded(msg.job, msg.segment, [], bytes(buf))
-    fd = os.open(msg.dest, os.O_WRONLY)
+        return SegmentDecoded(msg.job, msg.segment, [], bytes(out) if slot is None else None, ciphertext)
+    _pwrite_all(msg.dest, out, lo - msg.dest_base)
+    return SegmentDecoded(msg.job, msg.segment, [], None, ciphertext)
+
+
+def _pwrite_all(path: str, data: memoryview, at: int) -> None:
     try:
-        view = memoryview(buf)
-        at = msg.offset - msg.dest_base
-        while view:
-            n = os.pwrite(fd, view, at)
-            view, at = view[n:], at + n
+        fd = os.open(path, os.O_WRONLY)
+    except OSError as exc:
+        raise DestinationError(f"cannot open the destination {path}: {exc.strerror}") from None
+    try:
+        while data:
+            n = os.pwrite(fd, data, at)
+            data, at = data[n:], at + n
+    except OSError as exc:
+        raise DestinationError(f"cannot write the destination {path}: {exc.strerror}") from None
     finally:
         os.close(fd)
-    return SegmentDecoded(msg.job, msg.segment, [], None)
 
 
 def run_job(msg: Message, arena: Arena | None) -> ReplyMessage:
@@ -152,7 +213,7 @@ def run_job(msg: Message, arena: Arena | None) -> ReplyMessage:
             return encode_segment_job(msg, arena)
         if isinstance(msg, KeyPass):
             return key_pass_job(msg)
-        return decode_segment_job(msg)
+        return decode_segment_job(msg, arena)
     except UploaderError as exc:
         seg = msg.segment if isinstance(msg, EncodeSegment | DecodeSegment) else -1
         return JobFailed(msg.job, seg, type(exc).__name__, str(exc))

@@ -92,18 +92,33 @@ class KeyReady:
 
 @dataclass(frozen=True, slots=True)
 class DecodeSegment:
+    """Verify, decode, check and decrypt one segment from k blocks.
+
+    Blocks travel inline (``slot = -1``: ``blocks`` holds them) or in a shared-memory slot: block
+    ``i`` of ``block_nums`` (ascending) at ``i * block_size``. After a slot job, ``slot[:length]``
+    holds the segment's ciphertext (the network process feeds it to the flat hash), and when
+    ``dest`` is "" the plaintext to output follows at ``k * block_size``.
+
+    Only the plaintext of file bytes ``[out_start, out_end)`` (clipped to this segment) is
+    output: pwritten into ``dest`` at ``file offset - dest_base``, or returned when ``dest`` is "".
+    """
+
     job: int
     segment: int
     key: bytes
-    offset: int
-    length: int  # unpadded plaintext bytes of this segment
+    offset: int  # file offset of the segment (sets the CTR counter)
+    length: int  # unpadded bytes of this segment
     k: int
     n: int
-    block_nums: list[int]
-    blocks: list[bytes]
+    block_nums: list[int]  # ascending
+    blocks: list[bytes]  # inline blocks, same order; [] when slot >= 0
     block_hashes: list[bytes]  # the verified leaf hash of each block, same order
     crypttext_hash: bytes  # the verified crypttext-tree leaf of this segment
-    dest: str  # file to pwrite the plaintext into at ``offset - dest_base``; "" returns it inline
+    slot: int  # shared-memory slot holding the blocks, or -1 for inline blocks
+    block_size: int  # bytes per block of this segment
+    out_start: int  # file offsets of the plaintext to output
+    out_end: int
+    dest: str  # file to pwrite the plaintext into; "" returns it (in the slot, or inline)
     dest_base: int
 
 
@@ -111,8 +126,10 @@ class DecodeSegment:
 class SegmentDecoded:
     job: int
     segment: int
-    bad_blocks: list[int]  # block numbers whose hash did not match (nothing decoded if any)
-    plaintext: bytes | None  # inline result when dest was ""
+    bad_blocks: list[int]  # block numbers whose hash did not match (nothing decoded if any);
+    # [-1]: every block matched but the decoded segment does not match its crypttext hash
+    plaintext: bytes | None  # inline output when dest was "" and slot was -1
+    ciphertext: bytes | None  # the segment's ciphertext, inline jobs only (for the flat hash)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,11 +1,14 @@
 from __future__ import annotations
 
 import os
+import random
+import tempfile
 from pathlib import Path
 
 from hypothesis import given
 from hypothesis import strategies as st
 
+from workers.aes import aes_ctr
 from workers.geometry import EncodingParams, Geometry
 from workers.hashes import block_hash
 from workers.jobs import run_job
@@ -19,7 +22,7 @@ from workers.messages import (
     SegmentDecoded,
     SegmentEncoded,
 )
-from workers.segment import encode_segment
+from workers.segment import EncodedSegment, encode_segment
 from workers.slots import Arena
 
 KEY = bytes(range(16))
@@ -73,22 +76,106 @@ def test_key_pass_job_is_the_convergent_key(tmp_path: Path) -> None:
     assert reply == KeyReady(7, convergent_key(b"secret", g, data))
 
 
+def _decode_msg(
+    enc: EncodedSegment, nums: list[int], *, offset: int, length: int, k: int, n: int, **kw: object
+) -> DecodeSegment:
+    bs = len(enc.blocks[0])
+    fields: dict[str, object] = {
+        "job": 1, "segment": 0, "key": KEY, "offset": offset, "length": length, "k": k, "n": n,
+        "block_nums": nums, "blocks": [bytes(enc.blocks[i]) for i in nums],
+        "block_hashes": [enc.block_hashes[i] for i in nums], "crypttext_hash": enc.crypttext_hash,
+        "slot": -1, "block_size": bs, "out_start": 0, "out_end": 2**62, "dest": "", "dest_base": 0,
+    }  # fmt: skip
+    fields.update(kw)
+    return DecodeSegment(**fields)  # type: ignore[arg-type]
+
+
 def test_decode_job_verifies_decodes_and_writes(tmp_path: Path) -> None:
     data = os.urandom(1000)
     enc = encode_segment(data, KEY, 5000, 3, 7)
-    nums = [6, 2, 4]
-    blocks = [bytes(enc.blocks[i]) for i in nums]
-    hashes = [enc.block_hashes[i] for i in nums]
-    msg = DecodeSegment(1, 0, KEY, 5000, 1000, 3, 7, nums, blocks, hashes, enc.crypttext_hash, "", 0)
-    assert run_job(msg, None) == SegmentDecoded(1, 0, [], data)
+    ciphertext = aes_ctr(KEY, 5000, data)
+    msg = _decode_msg(enc, [2, 4, 6], offset=5000, length=1000, k=3, n=7)
+    assert run_job(msg, None) == SegmentDecoded(1, 0, [], data, ciphertext)
     dest = tmp_path / "out"
     dest.write_bytes(bytes(6000))
-    written = DecodeSegment(
-        1, 0, KEY, 5000, 1000, 3, 7, nums, blocks, hashes, enc.crypttext_hash, str(dest), 0
-    )
-    assert run_job(written, None) == SegmentDecoded(1, 0, [], None)
+    written = _decode_msg(enc, [2, 4, 6], offset=5000, length=1000, k=3, n=7, dest=str(dest))
+    assert run_job(written, None) == SegmentDecoded(1, 0, [], None, ciphertext)
     assert dest.read_bytes()[5000:] == data
-    corrupt = [blocks[0], b"X" + blocks[1][1:], blocks[2]]
-    bad = DecodeSegment(1, 0, KEY, 5000, 1000, 3, 7, nums, corrupt, hashes, enc.crypttext_hash, "", 0)
-    assert run_job(bad, None) == SegmentDecoded(1, 0, [2], None)
-    assert block_hash(corrupt[1]) != hashes[1]
+    blocks = [bytes(enc.blocks[i]) for i in (2, 4, 6)]
+    corrupt = [blocks[0], bytes([blocks[1][0] ^ 1]) + blocks[1][1:], blocks[2]]
+    bad = _decode_msg(enc, [2, 4, 6], offset=5000, length=1000, k=3, n=7, blocks=corrupt)
+    assert run_job(bad, None) == SegmentDecoded(1, 0, [4], None, None)
+    assert block_hash(corrupt[1]) != enc.block_hashes[4]
+
+
+def test_decode_job_output_window_and_dest_base(tmp_path: Path) -> None:
+    data = os.urandom(999)
+    enc = encode_segment(data, KEY, 4096, 2, 4)
+    part = _decode_msg(enc, [0, 1], offset=4096, length=999, k=2, n=4, out_start=4100, out_end=4200)
+    reply = run_job(part, None)
+    assert isinstance(reply, SegmentDecoded) and reply.plaintext == data[4:104]
+    dest = tmp_path / "range"
+    dest.write_bytes(b"")
+    ranged = _decode_msg(
+        enc, [1, 3], offset=4096, length=999, k=2, n=4, out_start=4000, out_end=4200,
+        dest=str(dest), dest_base=4000,
+    )  # fmt: skip
+    assert isinstance(run_job(ranged, None), SegmentDecoded)
+    assert dest.read_bytes() == bytes(96) + data[:104]  # bytes 4000..4095 belong to another segment
+    outside = _decode_msg(enc, [0, 1], offset=4096, length=999, k=2, n=4, out_start=0, out_end=10)
+    assert run_job(outside, None) == SegmentDecoded(1, 0, [], b"", aes_ctr(KEY, 4096, data))
+
+
+@given(
+    st.binary(min_size=1, max_size=3000),
+    st.integers(1, 6),
+    st.integers(0, 5),
+    st.randoms(use_true_random=False),
+    st.booleans(),
+)
+def test_decode_job_in_a_slot(data: bytes, k: int, extra: int, rnd: random.Random, to_file: bool) -> None:
+    """Any k blocks in a slot: the ciphertext is left at the slot's start, the plaintext after the blocks."""
+    n = k + extra
+    offset = rnd.randrange(0, 10**6)
+    enc = encode_segment(data, KEY, offset, k, n)
+    nums = sorted(rnd.sample(range(n), k))
+    bs = len(enc.blocks[0])
+    arena = Arena.create(2, 2 * k * bs + 16)
+    try:
+        view = arena.slot(1)
+        for i, num in enumerate(nums):
+            view[i * bs : (i + 1) * bs] = enc.blocks[num]
+        lo = rnd.randrange(0, len(data))
+        hi = rnd.randrange(lo, len(data) + 1)
+        with tempfile.TemporaryDirectory() as tmp:
+            dest = Path(tmp) / "out"
+            dest.write_bytes(b"")
+            msg = _decode_msg(
+                enc, nums, offset=offset, length=len(data), k=k, n=n, blocks=[], slot=1,
+                out_start=offset + lo, out_end=offset + hi, dest=str(dest) if to_file else "",
+                dest_base=offset + lo,
+            )  # fmt: skip
+            assert run_job(msg, arena) == SegmentDecoded(1, 0, [], None, None)
+            assert bytes(view[: len(data)]) == aes_ctr(KEY, offset, data)
+            got = dest.read_bytes() if to_file else bytes(view[k * bs : k * bs + hi - lo])
+            assert got == data[lo:hi]
+        view.release()
+    finally:
+        arena.close()
+
+
+def test_decode_job_refuses_a_slot_too_small_and_reports_mismatched_decodes() -> None:
+    data = os.urandom(300)
+    enc = encode_segment(data, KEY, 0, 3, 5)
+    arena = Arena.create(1, 250)
+    try:
+        small = _decode_msg(enc, [0, 1, 2], offset=0, length=300, k=3, n=5, blocks=[], slot=0)
+        reply = run_job(small, arena)
+        assert isinstance(reply, JobFailed) and "slot" in reply.message
+    finally:
+        arena.close()
+    other = encode_segment(os.urandom(300), KEY, 0, 3, 5)
+    lying = _decode_msg(enc, [0, 1, 2], offset=0, length=300, k=3, n=5, crypttext_hash=other.crypttext_hash)
+    assert run_job(lying, None) == SegmentDecoded(1, 0, [-1], None, None)
+    unsorted = _decode_msg(enc, [2, 0, 1], offset=0, length=300, k=3, n=5)
+    assert isinstance(run_job(unsorted, None), JobFailed)
