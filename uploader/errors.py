@@ -16,6 +16,13 @@ class ConfigError(UploaderError):
     http_status = 500
 
 
+class UsageError(UploaderError):
+    """Arguments that cannot work together, or a cap that does not parse (exit 2, like argparse's own)."""
+
+    exit_code = 2
+    http_status = 400
+
+
 class NotEnoughServers(UploaderError):
     """Too few servers accepted shares for servers-of-happiness, or too few hold shares to read."""
 
@@ -59,4 +66,5 @@ __all__ = [
     "RemoteProtocolError",
     "SourceChanged",
     "UploaderError",
+    "UsageError",
 ]

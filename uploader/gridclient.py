@@ -1,18 +1,22 @@
 """A client of one grid: the worker pool plus a connection to every configured storage server.
 
-``put``, and later the daemon, hold one ``GridClient`` and run any number of uploads on it
-concurrently: they share the pool (round robin between uploads) and the server connections.
+``put``, ``get``, ``verify``, and later the daemon, hold one ``GridClient`` and run any number of
+uploads and downloads on it concurrently: they share the pool (round robin between jobs) and the
+server connections.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import replace
 from pathlib import Path
+from typing import Any, TypeVar
 
+from uploader.chk.caps import ChkCap, VerifyCap
 from uploader.config import Config
+from uploader.download import Download, DownloadResult, DownloadSettings, Sink
 from uploader.encoding import slot_size_for
 from uploader.errors import ConfigError, NotEnoughServers
 from uploader.gbs import StorageClient
@@ -20,13 +24,17 @@ from uploader.gbs.errors import ServerError
 from uploader.secrets import convergence_secret, lease_secret
 from uploader.supervisor import WorkerPool
 from uploader.upload import KeyedLocks, Upload, UploadResult, UploadSettings
+from uploader.verify import Verify, VerifyReport
 from workers.geometry import EncodingParams
 
 log = logging.getLogger("uploader.grid")
+T = TypeVar("T")
 
 
 class GridClient:
-    def __init__(self, config: Config, *, max_uploads: int = 4) -> None:
+    """``start_pool=False`` for jobs that need no workers (``verify``)."""
+
+    def __init__(self, config: Config, *, max_uploads: int = 4, start_pool: bool = True) -> None:
         if not config.servers:
             raise ConfigError(
                 "no storage servers configured: start a local grid with `python -m uploader grid start --dir DIR`, "
@@ -40,11 +48,14 @@ class GridClient:
         self.clients: list[StorageClient] = []
         self.secret = convergence_secret(config)
         self.lease_secret = lease_secret(config)
-        self._running: set[asyncio.Future[UploadResult]] = set()
+        self._running: set[asyncio.Future[Any]] = set()
         self._locks = KeyedLocks()
+        self._start_pool = start_pool
+        self.unreachable: dict[str, str] = {}  # host:port -> why, for servers that did not connect
 
     async def start(self) -> None:
-        await self.pool.start()
+        if self._start_pool:
+            await self.pool.start()
         candidates = [
             StorageClient(
                 entry.nurl,
@@ -59,6 +70,7 @@ class GridClient:
                 log.warning(
                     "storage server %s is unavailable: %s", client.nurl.host + f":{client.nurl.port}", result
                 )
+                self.unreachable[client.server] = str(result)
                 await client.close()
             elif isinstance(result, BaseException):
                 await client.close()
@@ -108,7 +120,43 @@ class GridClient:
             progress,
             self._locks,
         )
-        task = asyncio.ensure_future(job.run())
+        return await self._track(job.run())
+
+    async def download(
+        self,
+        cap: ChkCap,
+        sink: Sink,
+        *,
+        offset: int = 0,
+        length: int | None = None,
+        progress: Callable[[int], None] | None = None,
+        settings: DownloadSettings | None = None,
+    ) -> DownloadResult:
+        """Download ``cap`` (or ``length`` bytes of it from ``offset``) into ``sink``; every hash is
+        checked. A file sink is committed by the caller once this returns."""
+        settings = settings or DownloadSettings(window=max(16, self.config.window))
+        job = Download(
+            self.pool,
+            self.clients,
+            cap,
+            sink,
+            offset=offset,
+            length=length,
+            settings=settings,
+            progress=progress,
+        )
+        return await self._track(job.run())
+
+    async def verify(
+        self, cap: ChkCap | VerifyCap, progress: Callable[[int], None] | None = None
+    ) -> VerifyReport:
+        """Read every share of ``cap`` on every server in full and check it."""
+        return await self._track(
+            Verify(self.clients, cap, unreachable=self.unreachable, progress=progress).run()
+        )
+
+    async def _track(self, coro: Coroutine[Any, Any, T]) -> T:
+        task = asyncio.ensure_future(coro)
         self._running.add(task)
         try:
             return await task

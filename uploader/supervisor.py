@@ -237,6 +237,17 @@ class WorkerPool:
     def live_workers(self) -> int:
         return sum(1 for w in self._workers if not w.dead and not w.retiring)
 
+    @property
+    def slot_size(self) -> int:
+        """Bytes per shared-memory slot (0 when the pool has none)."""
+        return self._slot_size if self._arena is not None else 0
+
+    def slot_view(self, slot: int) -> memoryview:
+        """The memory of one slot the caller holds; release the view before giving the slot back."""
+        if self._arena is None:
+            raise PoolError("the worker pool has no shared-memory slots")
+        return self._arena.slot(slot)
+
     def worker_pids(self) -> list[int]:
         return [w.process.pid for w in self._workers if not w.dead and not w.retiring]
 

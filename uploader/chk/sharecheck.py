@@ -31,6 +31,10 @@ _V2_UEB_OFFSET = struct.Struct(">Q")  # at 0x3c
 _CHAIN_ENTRY = struct.Struct(">H32s")
 
 
+class CapMismatch(IntegrityError):
+    """The UEB the cap names disagrees with the cap itself: the cap is wrong, not the shares."""
+
+
 @dataclass(frozen=True, slots=True)
 class FileInfo:
     """What the UEB the cap names says about every share of the file."""
@@ -92,9 +96,9 @@ def check_ueb(region: bytes, version: int, cap: ChkCap | VerifyCap) -> FileInfo:
     try:
         ueb = parse_ueb(blob)
     except FormatError as exc:  # the cap names this very UEB: the file, not the share, is broken
-        raise IntegrityError(f"the UEB the cap names does not parse: {exc}") from None
+        raise CapMismatch(f"the UEB the cap names does not parse: {exc}") from None
     if (ueb.k, ueb.n, ueb.size) != (cap.k, cap.n, cap.size):
-        raise IntegrityError(
+        raise CapMismatch(
             f"the UEB the cap names says k={ueb.k}, N={ueb.n}, size={ueb.size}; "
             f"the cap says k={cap.k}, N={cap.n}, size={cap.size}"
         )
@@ -183,6 +187,7 @@ def check_trailer(
 
 __all__ = [
     "HEADER_READ",
+    "CapMismatch",
     "FileInfo",
     "ShareHashes",
     "check_crypttext_tree",

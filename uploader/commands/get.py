@@ -1,0 +1,161 @@
+"""``get CAP [-o FILE]``: download a file (or a byte range of it), every hash checked.
+
+Without ``-o`` the plaintext goes to stdout, as ``tahoe get`` does; each segment is checked against
+the crypttext hash tree before it is written, and the whole-file hash at the end (a mismatch there
+exits 5 after the bytes went out, and says so). With ``-o FILE`` the workers write a temp file beside
+FILE, renamed into place only after every check passed; a failed download leaves FILE untouched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from uploader import aio
+from uploader.chk.caps import CapError, ChkCap, LitCap, parse_read_cap
+from uploader.cli import add_config_flags, report_error
+from uploader.config import Config
+from uploader.download import DownloadResult, FileSink, StreamSink
+from uploader.errors import LocalIOError, UploaderError, UsageError
+from uploader.gridclient import GridClient
+from uploader.progress import ProgressBar
+from workers.base32 import b32encode
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "get",
+        help="download a file by its cap",
+        description="Download the file a read cap (URI:CHK:… or URI:LIT:…) names, checking every hash, to FILE "
+        "or to stdout. Corrupt or missing shares are replaced by others (and corrupt ones reported to their "
+        "servers); the download fails only when fewer than k good shares remain.",
+    )
+    p.add_argument("cap", metavar="CAP", help="the read cap")
+    p.add_argument(
+        "-o", "--output", metavar="FILE", help="write to FILE (atomically, once verified); default stdout"
+    )
+    p.add_argument("--offset", type=_nonnegative, default=0, metavar="N", help="first byte to download")
+    p.add_argument("--length", type=_nonnegative, metavar="N", help="bytes to download (default: to the end)")
+    add_config_flags(p, encoding=False)
+    p.set_defaults(run=run)
+
+
+def _nonnegative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of bytes, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number of bytes >= 0, got {value}")
+    return value
+
+
+def run(args: argparse.Namespace, config: Config) -> int:
+    to_stdout = args.output in (None, "-")
+    try:
+        if args.json and to_stdout:
+            raise UsageError(
+                "--json prints its summary on stdout, which would mix it with the file: use -o FILE"
+            )
+        try:
+            cap = parse_read_cap(args.cap)
+        except CapError as exc:
+            raise UsageError(f"CAP: {exc}") from None
+        output = None if to_stdout else Path(args.output)
+        if output is not None and output.is_dir():
+            raise LocalIOError(f"cannot write to {output}: it is a directory")
+        if isinstance(cap, LitCap):
+            return _lit(args, cap, output)
+        return aio.run(_run(args, config, cap, output))
+    except UploaderError as exc:
+        return report_error(args, exc, **({"file": args.output} if not to_stdout else {}))
+
+
+def _span(args: argparse.Namespace, size: int) -> tuple[int, int]:
+    offset = min(args.offset, size)
+    length = size - offset if args.length is None else min(args.length, size - offset)
+    return offset, length
+
+
+def _lit(args: argparse.Namespace, cap: LitCap, output: Path | None) -> int:
+    offset, length = _span(args, cap.size)
+    data = cap.data[offset : offset + length]
+    start = time.monotonic()
+    if output is None:
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+    else:
+        sink = FileSink(output, offset, length)
+        try:
+            with open(sink.dest, "r+b") as fh:
+                fh.write(data)
+        except OSError as exc:
+            sink.discard()
+            raise LocalIOError(f"cannot write {sink.dest}: {exc.strerror}") from None
+        sink.commit()
+    if args.json:
+        seconds = time.monotonic() - start
+        result = DownloadResult(b"", cap.size, offset, length, seconds, offset == 0 and length == cap.size)
+        print(json.dumps({**summary(result, output), "storage_index": None}), flush=True)
+    return 0
+
+
+async def _run(args: argparse.Namespace, config: Config, cap: ChkCap, output: Path | None) -> int:
+    offset, length = _span(args, cap.size)
+    label = output.name if output is not None else "stdout"
+    bar = ProgressBar(label, length)
+    sink: FileSink | StreamSink = (
+        FileSink(output, offset, length) if output is not None else StreamSink(sys.stdout.fileno())
+    )
+    try:
+        async with GridClient(config, max_uploads=2) as grid:
+            result = await grid.download(cap, sink, offset=offset, length=length, progress=bar)
+        if isinstance(sink, FileSink):
+            sink.commit()
+    except BaseException:
+        if isinstance(sink, FileSink):
+            sink.discard()
+        raise
+    finally:
+        bar.close()
+    for bad in result.corrupt:
+        print(
+            f"uploader: warning: share {bad.shnum} on {bad.server} is corrupt ({bad.reason}); it was reported "
+            "to its server and other shares were read instead",
+            file=sys.stderr,
+        )
+    if args.json:
+        print(json.dumps(summary(result, output)), flush=True)
+    elif bar.enabled:
+        rate = result.length / max(result.seconds, 1e-9) / 1e6
+        print(
+            f"downloaded {result.length / 1e6:.1f} MB in {result.seconds:.1f} s ({rate:.1f} MB/s)",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def summary(result: DownloadResult, output: Path | None) -> dict[str, Any]:
+    """The --json object of one download (no cap: caps are secrets; the storage index names the file)."""
+    return {
+        "file": str(output) if output is not None else "-",
+        "storage_index": b32encode(result.storage_index),
+        "size": result.length,
+        "file_size": result.file_size,
+        "offset": result.offset,
+        "seconds": round(result.seconds, 3),
+        "mb_per_s": round(result.length / max(result.seconds, 1e-9) / 1e6, 2),
+        "whole_file_hash_checked": result.flat_hash_checked,
+        "shares_used": result.shares_used,
+        "corrupt_shares": [
+            {"server": c.server, "shnum": c.shnum, "reason": c.reason} for c in result.corrupt
+        ],
+        "failed_servers": result.failed_servers,
+    }
+
+
+__all__ = ["register", "run", "summary"]
