@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 CACHE  ?= .cache
 TAHOE_VENV := $(CACHE)/tahoe-venv
 
-.PHONY: install tahoe demo test unit integration lint format typecheck bench check rss-cap clean
+.PHONY: install tahoe demo test unit integration lint format typecheck bench check rss-cap rss-put clean
 
 $(VENV)/.ok: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,10 @@ bench: install
 # Peak RSS of `cap` over a 1 GiB file (issue 2's acceptance figure; not part of CI).
 rss-cap: install
 	$(PY) -m tools.rss_cap --size 1073741824
+
+# Peak RSS of `put` for a 4 GiB upload on a temporary 10-server local grid (issue 5's figure; not CI).
+rss-put: install
+	$(PY) -m tools.rss_put --size 4294967296
 
 check: lint typecheck test
 

@@ -215,6 +215,7 @@ class Upload:
         self._lost_event = asyncio.Event()
         self._unflushed_segments = 0
         self.next_segment = 0
+        self._placing = False
         self.client_id = object()
 
     # ---- the job ------------------------------------------------------------------------------
@@ -267,11 +268,15 @@ class Upload:
         return UploadResult(cap, identity.size, time.monotonic() - start, self.share_bytes_sent, servers)
 
     def _key_progress(self, nbytes: int) -> None:
-        if self.progress is not None:
+        """``encode_file_pooled`` reports the key pass, then every segment as it is *encoded*; only
+        the key pass counts here, since pass 2 counts a segment once its writes are done
+        (``_segment_sent``) — forwarding both made ``progress`` add up to 3× the file size."""
+        if self.progress is not None and not self._placing:
             self.progress(nbytes)
 
     # ---- placement ----------------------------------------------------------------------------
     async def _place(self, key: bytes, storage_index: bytes) -> None:
+        self._placing = True  # the key pass is over: from here, progress counts segments sent
         self.key = key
         self.storage_index = storage_index
         await self.locks.acquire(storage_index)
