@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 CACHE  ?= .cache
 TAHOE_VENV := $(CACHE)/tahoe-venv
 
-.PHONY: install tahoe demo test unit integration lint format typecheck bench check rss-cap rss-put clean
+.PHONY: install tahoe demo test unit integration lint format typecheck bench check rss-cap rss-put faults clean
 
 $(VENV)/.ok: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,10 @@ rss-cap: install
 # Peak RSS of `put` for a 4 GiB upload on a temporary 10-server local grid (issue 5's figure; not CI).
 rss-put: install
 	$(PY) -m tools.rss_put --size 4294967296
+
+# A longer random fault run than CI's fixed seeds (servers killed at random points mid-upload).
+faults: install
+	FAULT_RUNS=$${FAULT_RUNS:-30} $(PY) -m pytest tests/integration/test_upload_faults.py
 
 check: lint typecheck test
 

@@ -324,6 +324,9 @@ class Upload:
                 break
             best = happy_now
         self.kept = {sid: shares for sid, shares in real.items() if shares}
+        # A server whose shares we rely on but asked nothing of gets its lease renewed (an
+        # allocate call does that implicitly), as a stock Tahoe uploader would.
+        await asyncio.gather(*(self._renew(links[sid]) for sid in self.kept if sid not in allocated))
         for sid, shares in sorted(allocated.items()):
             for shnum in sorted(shares):
                 self.buckets.append(_Bucket(links[sid], shnum))
@@ -362,6 +365,13 @@ class Upload:
             log.warning("server %s unavailable for placement: %s", link.name, exc)
             link.lost = exc
             return None
+
+    async def _renew(self, link: _Link) -> None:
+        renew, cancel = lease_secrets(self.lease_secret, self.storage_index, link.client.lease_seed)
+        try:
+            await link.client.add_or_renew_lease(self.storage_index, renew, cancel)
+        except ServerError as exc:
+            log.warning("server %s did not renew its lease: %s", link.name, exc)
 
     async def _allocate(self, link: _Link, shares: Iterable[int]) -> tuple[set[int], set[int]] | None:
         renew, cancel = lease_secrets(self.lease_secret, self.storage_index, link.client.lease_seed)

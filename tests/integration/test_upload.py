@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from tests.conftest import VECTORS
-from tests.helpers.grid import shares_on_disk
+from tests.helpers.grid import share_files, shares_on_disk
 from tests.helpers.localgrid import LocalGrid
 from tests.integration.test_tahoe_differential import (
     assert_same_as_tahoe,
@@ -108,3 +108,21 @@ def test_vectors_and_stock_tahoe_through_the_pipeline(
                 assert_same_as_tahoe(case, str(cap), [shares[j] for j in sorted(shares)], tahoe[case.id])
 
     asyncio.run(main())
+
+
+def test_reupload_by_another_client_adds_its_lease(grid: LocalGrid, tmp_path: Path) -> None:
+    """Shares found complete are not resent, but every server holding them gets this client's lease."""
+    from uploader.storage.container import unpack_header
+
+    path = tmp_path / "leased"
+    path.write_bytes(os.urandom(300_000))
+    secret_file = tmp_path / "secret"
+    secret_file.write_text("aaaaaaaaaaaaaaaaaaaaaaaaaa")
+    first = grid.config(convergence_secret_file=secret_file, data_dir=tmp_path / "client-a")
+    second = grid.config(convergence_secret_file=secret_file, data_dir=tmp_path / "client-b")
+    (a,) = asyncio.run(_upload_all(first, [path]))
+    (b,) = asyncio.run(_upload_all(second, [path]))
+    assert str(a.cap) == str(b.cap) and b.share_bytes_sent == 0  # type: ignore[attr-defined]
+    files = share_files(grid.dir, a.cap.storage_index)  # type: ignore[attr-defined]
+    assert len(files) == 10
+    assert {unpack_header(p.read_bytes()[:12]).num_leases for p in files} == {2}
