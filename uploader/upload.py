@@ -211,7 +211,6 @@ class Upload:
         self.tasks: set[asyncio.Task[None]] = set()
         self.backfills: set[asyncio.Task[None]] = set()
         self.share_bytes_sent = 0
-        self.segments_done = 0
         self._lost_event = asyncio.Event()
         self._unflushed_segments = 0
         self.next_segment = 0
@@ -334,7 +333,7 @@ class Upload:
             links[sid] for sid in real if writable[sid] and sid not in refused and not allocated.get(sid)
         ]
         if happy_now < self.settings.happy:
-            raise NotEnoughServers(self._unhappy_message(happy_now, len(real), len(links)))
+            raise NotEnoughServers(self._unhappy_message(happy_now))
         log.info(
             "si=%s placed %d shares on %d servers (happiness %d, %d kept)",
             b32encode(storage_index),
@@ -344,8 +343,9 @@ class Upload:
             sum(len(s) for s in self.kept.values()),
         )
 
-    def _unhappy_message(self, happiness: int, reachable: int, asked: int) -> str:
+    def _unhappy_message(self, happiness: int) -> str:
         lost = sorted({link.name for link in self.links.values() if link.lost is not None})
+        asked, reachable = len(self.links), len(self.links) - len(lost)
         text = (
             f"servers of happiness not met: {happiness} servers would hold distinct shares, {self.settings.happy} "
             f"needed (k={self.geometry.k}, N={self.geometry.n}); {asked} servers asked, {reachable} reachable"
@@ -409,7 +409,6 @@ class Upload:
             await self._recover()
 
     def _segment_sent(self, segment: int) -> None:
-        self.segments_done += 1
         if self.progress is not None:
             self.progress(self.geometry.segment_length(segment))
 
@@ -527,7 +526,7 @@ class Upload:
             self.backfills.add(task)
         happiness = placement_happiness(self._holders())
         if happiness < self.settings.happy:
-            raise NotEnoughServers(self._unhappy_message(happiness, len(self.links), len(self.links)))
+            raise NotEnoughServers(self._unhappy_message(happiness))
 
     async def _backfill(self, bucket: _Bucket, upto: int) -> None:
         """Re-encode segments [0, upto) from the source and write this bucket's blocks of them."""
@@ -578,7 +577,7 @@ class Upload:
                 continue
             happiness = placement_happiness(self._holders())
             if happiness < self.settings.happy:
-                raise NotEnoughServers(self._unhappy_message(happiness, len(self.links), len(self.links)))
+                raise NotEnoughServers(self._unhappy_message(happiness))
             for bucket in self._live():
                 if not bucket.tail_sent:
                     bucket.tail_sent = True
