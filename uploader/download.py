@@ -48,8 +48,13 @@ Progress = Callable[[int], None]
 
 @dataclass(frozen=True)
 class DownloadSettings:
-    window: int = 16  # segments in flight (each holds a slot of k blocks)
-    read_size: int = 1024 * 1024  # bytes per ranged read: consecutive blocks of one share
+    """Reads of about ``read_size`` bytes (fewer, larger HTTP requests cost both ends less CPU: on
+    this machine 2 MiB reads take ~0.5 CPU-s/GB less than 350 KiB ones); at least two reads' worth
+    of segments in flight, and at least ``window``, at most ``max_window`` segments."""
+
+    window: int = 16  # segments in flight (each holds a slot of k blocks), at least
+    read_size: int = 2 * 1024 * 1024  # bytes per ranged read: consecutive blocks of one share
+    max_window: int = 128
     hedge_min_s: float = 3.0  # never hedge a read younger than this
     hedge_factor: float = 4.0  # ... nor one younger than this many typical reads
     list_grace_s: float = 0.5  # wait this long for slow share lists once k shares are known
@@ -234,7 +239,7 @@ class Download:
         g = info.geometry
         self.geometry = g
         segments = g.segments_for_range(self.offset, self.length)
-        per_read = max(1, min(self.settings.read_size // g.block_size, self.settings.window // 2))
+        per_read = max(1, min(self.settings.read_size // g.block_size, self.settings.max_window // 2))
         window = max(self.settings.window, 2 * per_read)
         need = k * g.block_size + (g.segment_size if not self.sink.dest else 0)
         if 0 < need <= self.pool.slot_size:

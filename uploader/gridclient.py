@@ -34,7 +34,9 @@ T = TypeVar("T")
 class GridClient:
     """``start_pool=False`` for jobs that need no workers (``verify``)."""
 
-    def __init__(self, config: Config, *, max_uploads: int = 4, start_pool: bool = True) -> None:
+    def __init__(
+        self, config: Config, *, max_uploads: int = 4, start_pool: bool = True, slot_count: int | None = None
+    ) -> None:
         if not config.servers:
             raise ConfigError(
                 "no storage servers configured: start a local grid with `python -m uploader grid start --dir DIR`, "
@@ -43,7 +45,7 @@ class GridClient:
         self.config = config
         self.params = EncodingParams(config.shares_needed, config.shares_total, config.max_segment_size)
         self.settings = UploadSettings(self.params, config.shares_happy, config.window, config.pipeline_depth)
-        slots = config.window * max_uploads + 2 * config.workers
+        slots = slot_count or config.window * max_uploads + 2 * config.workers
         self.pool = WorkerPool(config.workers, slot_count=slots, slot_size=slot_size_for(self.params))
         self.clients: list[StorageClient] = []
         self.secret = convergence_secret(config)
@@ -54,8 +56,21 @@ class GridClient:
         self.unreachable: dict[str, str] = {}  # host:port -> why, for servers that did not connect
 
     async def start(self) -> None:
-        if self._start_pool:
-            await self.pool.start()
+        """Start the workers and connect to every server, at once (both take a while)."""
+        if not self._start_pool:
+            await self._connect()
+            return
+        workers = asyncio.ensure_future(self.pool.start())
+        try:
+            await self._connect()
+        except BaseException:
+            workers.cancel()
+            await asyncio.gather(workers, return_exceptions=True)
+            await self.pool.close()
+            raise
+        await workers
+
+    async def _connect(self) -> None:
         candidates = [
             StorageClient(
                 entry.nurl,

@@ -25,6 +25,10 @@ from uploader.gridclient import GridClient
 from uploader.progress import ProgressBar
 from workers.base32 import b32encode
 
+# Shared-memory slots for one download: enough for a window of small segments (a slot holds one
+# segment's k blocks; its memory is touched only when used, so unused slots cost address space only).
+DOWNLOAD_SLOTS = 128
+
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
@@ -72,7 +76,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
             return _lit(args, cap, output)
         return aio.run(_run(args, config, cap, output))
     except UploaderError as exc:
-        return report_error(args, exc, **({"file": args.output} if not to_stdout else {}))
+        return report_error(args, exc)
 
 
 def _span(args: argparse.Namespace, size: int) -> tuple[int, int]:
@@ -112,7 +116,7 @@ async def _run(args: argparse.Namespace, config: Config, cap: ChkCap, output: Pa
         FileSink(output, offset, length) if output is not None else StreamSink(sys.stdout.fileno())
     )
     try:
-        async with GridClient(config, max_uploads=2) as grid:
+        async with GridClient(config, slot_count=DOWNLOAD_SLOTS) as grid:
             result = await grid.download(cap, sink, offset=offset, length=length, progress=bar)
         if isinstance(sink, FileSink):
             sink.commit()
