@@ -206,9 +206,8 @@ class Download:
     async def run(self) -> DownloadResult:
         start = time.monotonic()
         whole = self.offset == 0 and self.length == self.cap.size
-        try:
-            if self.length:
-                await self._download(whole)
+        try:  # even an empty range finds and checks k shares: a cap of nothing is an error
+            await self._download(whole)
         finally:
             await self.shares.close()
             if self._lease is not None:

@@ -93,7 +93,7 @@ class ShareSource:
     layout: ShareLayout | None = None
     hashes: ShareHashes | None = None
     bad: str | None = None  # why it is not used (corrupt, gone, its server failed)
-    corrupt: bool = False
+    corrupt: str | None = None  # what did not match, when it is corrupt
     opening: asyncio.Task[bool] | None = field(default=None, repr=False)
 
     @property
@@ -325,9 +325,9 @@ class FileShares:
             log.warning("share %d of %s on %s: %s", src.shnum, self.si_text, src.server.name, exc)
 
     def mark_corrupt(self, src: ShareSource, reason: str) -> None:
-        if src.corrupt:
+        if src.corrupt is not None:
             return
-        src.corrupt = True
+        src.corrupt = reason
         src.bad = f"corrupt: {reason}"
         self.corrupt.append(CorruptShare(src.server.name, src.shnum, reason))
         log.info("share %d of %s on %s is corrupt: %s", src.shnum, self.si_text, src.server.name, reason)
@@ -347,26 +347,28 @@ class FileShares:
         except ServerError as exc:
             log.warning("could not report corrupt share %d to %s: %s", src.shnum, src.server.name, exc)
 
-    def not_enough(self, good: int, needed: int | None = None) -> UploaderError:
-        """The error for a read that cannot go on with ``good`` good shares."""
-        needed = self.k if needed is None else needed
-        asked = len(self.servers)
+    def not_enough(self, good: int) -> UploaderError:
+        """The error for a read that cannot go on with ``good`` good shares of the k it needs:
+        NotFound when no server holds any, IntegrityError when corrupt ones are among the missing,
+        NotEnoughServers otherwise (servers down or shares gone)."""
         if not self.sources and not self.listing_errors:
-            return NotFound(f"no shares of storage index {self.si_text} on any of the {asked} servers asked")
+            return NotFound(
+                f"no shares of storage index {self.si_text} on any of the {len(self.servers)} servers asked"
+            )
         problems = [f"share {c.shnum} on {c.server} is corrupt ({c.reason})" for c in self.corrupt]
         problems += [f"{name}: {why}" for name, why in sorted(self.listing_errors.items())]
         problems += sorted(
-            {f"{s.server.name}: {s.server.error}" for s in self.sources if s.server.error and not s.corrupt}
+            {
+                f"{s.server.name}: {s.server.error}"
+                for s in self.sources
+                if s.server.error and s.corrupt is None
+            }
         )
         detail = "; ".join(problems[:8]) + (f"; and {len(problems) - 8} more" if len(problems) > 8 else "")
-        text = f"only {good} good shares of storage index {self.si_text} can be read, {needed} needed" + (
+        text = f"only {good} good shares of storage index {self.si_text} can be read, {self.k} needed" + (
             f": {detail}" if detail else ""
         )
-        if self.corrupt or (self.sources and all(s.corrupt for s in self.sources)):
-            return IntegrityError(text)
-        if not self.sources and not self.listing_errors:
-            return NotFound(text)
-        return NotEnoughServers(text)
+        return IntegrityError(text) if self.corrupt else NotEnoughServers(text)
 
     # ---- the end --------------------------------------------------------------------------
     async def close(self) -> None:

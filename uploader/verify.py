@@ -109,10 +109,8 @@ class Verify:
                     await self._blocks(src)
             except (ServerError, IntegrityError) as exc:
                 self.shares.fail(src, exc)
-        if src.corrupt:
-            return ShareStatus(
-                src.server.name, src.shnum, "corrupt", src.bad[len("corrupt: ") :] if src.bad else ""
-            )
+        if src.corrupt is not None:
+            return ShareStatus(src.server.name, src.shnum, "corrupt", src.corrupt)
         if src.bad is not None or src.hashes is None:
             return ShareStatus(src.server.name, src.shnum, "unreadable", src.bad or src.server.error or "")
         return ShareStatus(src.server.name, src.shnum, "good")

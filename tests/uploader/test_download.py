@@ -215,6 +215,8 @@ def test_errors_name_what_happened() -> None:
     cap, shares, _ = _file(10_000, 3, 5, 2048)
     with pytest.raises(NotFound, match="no shares"):
         _get(cap, [FakeServer("a"), FakeServer("b")])
+    with pytest.raises(NotFound, match="no shares"):  # an empty range still proves the file exists
+        _get(cap, [FakeServer("a")], offset=10, length=0)
     grid = _grid(shares)
     for server in grid[:3]:
         server.reset = True
