@@ -60,7 +60,9 @@ def _write_file(path: Path, size: int) -> None:
 
 
 def _grid(*args: str) -> None:
-    subprocess.run([sys.executable, "-m", "uploader", "grid", *args], cwd=REPO, check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "uploader", "grid", *args], cwd=REPO, check=True, capture_output=True
+    )
 
 
 async def _measure(config_path: Path, path: Path, server_pids: list[int]) -> dict[str, float]:
@@ -115,7 +117,9 @@ def run(sizes: list[int] | None = None, quick: bool = False, stock: bool = True)
                 if stock and not quick:
                     row.update(_stock(grid, path))
                     if row.get("stock_tahoe_put_mb_per_s"):
-                        row["put_vs_stock_tahoe"] = round(row["put_mb_per_s"] / row["stock_tahoe_put_mb_per_s"], 2)
+                        row["put_vs_stock_tahoe"] = round(
+                            row["put_mb_per_s"] / row["stock_tahoe_put_mb_per_s"], 2
+                        )
                 results[f"{size / 2**20:.0f}MiB"] = row
                 path.unlink()
             # Many uploads at once share one pool: 4 files of a quarter size each, together.
@@ -150,7 +154,9 @@ def _stock(grid: Path, path: Path) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="*", help="file sizes in bytes (default 256 MiB and 1 GiB)")
+    parser.add_argument(
+        "--sizes", type=int, nargs="*", help="file sizes in bytes (default 256 MiB and 1 GiB)"
+    )
     parser.add_argument("--quick", action="store_true", help="a tiny smoke run")
     parser.add_argument("--no-stock", action="store_true", help="skip stock Tahoe's tahoe put")
     args = parser.parse_args(argv)

@@ -279,7 +279,14 @@ class StockStorageNode(_Node):
                 try:
                     probe_server(parse_nurl(self.nurl), timeout_s=2.0)
                     return self
-                except (OSError, ssl.SSLError, http.client.HTTPException, UploaderError, NurlError):
+                except (
+                    OSError,
+                    ssl.SSLError,
+                    http.client.HTTPException,
+                    UploaderError,
+                    NurlError,
+                    StockTahoeError,
+                ):
                     pass
             self._check_alive(deadline, timeout_s, "GBS version answer")
             time.sleep(0.1)
@@ -299,7 +306,10 @@ class StockStorageNode(_Node):
         return [h.strip() for h in cfg.get("node", "tub.location", fallback="").split(",") if h.strip()]
 
     def _storage_furl(self) -> str:
-        return (self.dir / "private" / "storage.furl").read_text(encoding="ascii").strip()
+        furl = (self.dir / "private" / "storage.furl").read_text(encoding="ascii").strip()
+        if "/" not in furl.removeprefix("pb://"):  # the node may still be writing it
+            raise StockTahoeError(f"{self}: private/storage.furl is not complete yet")
+        return furl
 
     @property
     def nurls(self) -> list[str]:
