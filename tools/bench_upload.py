@@ -66,7 +66,7 @@ def _grid(*args: str) -> None:
 
 
 async def _measure(config_path: Path, path: Path, server_pids: list[int]) -> dict[str, float]:
-    config = load_config(config_path, {"HOME": str(config_path.parent)}, {})
+    config = load_config(config_path, {**os.environ, "HOME": str(config_path.parent)}, {})
     size = path.stat().st_size
     out: dict[str, float] = {}
     children0 = _children_cpu()
@@ -94,7 +94,7 @@ async def _measure(config_path: Path, path: Path, server_pids: list[int]) -> dic
 
 async def _concurrent(config_path: Path, paths: list[Path]) -> float:
     """Aggregate plaintext MB/s of uploading ``paths`` all at once on one client."""
-    config = load_config(config_path, {"HOME": str(config_path.parent)}, {})
+    config = load_config(config_path, {**os.environ, "HOME": str(config_path.parent)}, {})
     async with GridClient(config, max_uploads=len(paths)) as client:
         t0 = time.perf_counter()
         await asyncio.gather(*(client.upload(p) for p in paths))

@@ -58,7 +58,7 @@ class UploadSettings:
     happy: int
     window: int  # segments in flight for this upload
     pipeline_depth: int  # bytes in flight per server
-    write_size: int = 1024 * 1024  # coalesce consecutive blocks of a share up to this many bytes
+    write_size: int = 4 * 1024 * 1024  # coalesce consecutive blocks of a share up to this many bytes
 
 
 @dataclass
