@@ -23,7 +23,7 @@ from uploader.gbs import StorageClient
 from uploader.gbs.errors import ServerError
 from uploader.secrets import convergence_secret, lease_secret
 from uploader.supervisor import WorkerPool
-from uploader.upload import KeyedLocks, Upload, UploadResult, UploadSettings
+from uploader.upload import Budget, KeyedLocks, Upload, UploadResult, UploadSettings
 from uploader.verify import Verify, VerifyReport
 from workers.geometry import EncodingParams
 
@@ -52,6 +52,7 @@ class GridClient:
         self.lease_secret = lease_secret(config)
         self._running: set[asyncio.Future[Any]] = set()
         self._locks = KeyedLocks()
+        self._budgets: dict[str, Budget] = {}  # bytes in flight per server, across uploads
         self._start_pool = start_pool
         self.unreachable: dict[str, str] = {}  # host:port -> why, for servers that did not connect
 
@@ -134,6 +135,7 @@ class GridClient:
             self.lease_secret,
             progress,
             self._locks,
+            self._budgets,
         )
         return await self._track(job.run())
 

@@ -94,7 +94,7 @@ class _Hold:
             self.on_done(segment)
 
 
-class _Budget:
+class Budget:
     """Bytes in flight to one server; a write larger than the whole budget waits for all of it."""
 
     def __init__(self, capacity: int) -> None:
@@ -122,9 +122,9 @@ class _Budget:
 class _Link:
     """One server within one upload."""
 
-    def __init__(self, client: StorageClient, depth: int) -> None:
+    def __init__(self, client: StorageClient, budget: Budget) -> None:
         self.client = client
-        self.budget = _Budget(depth)
+        self.budget = budget  # shared by every upload writing to this server
         self.upload_secret = os.urandom(20)
         self.lost: BaseException | None = None
 
@@ -194,9 +194,12 @@ class Upload:
         lease_secret: bytes,
         progress: Callable[[int], None] | None = None,
         locks: KeyedLocks | None = None,
+        budgets: dict[str, Budget] | None = None,
     ) -> None:
         self.pool = pool
         self.locks = locks if locks is not None else KeyedLocks()
+        # bytes in flight per server, shared by all uploads of one client (keyed by server id)
+        self.budgets = budgets if budgets is not None else {}
         self._locked: bytes | None = None
         self.clients = list(clients)
         self.settings = settings
@@ -284,7 +287,7 @@ class Upload:
         ranked = sorted(
             self.clients, key=lambda c: hashlib.sha1(storage_index + c.permutation_seed).digest()
         )[: 2 * n]
-        links = {self._id(c): _Link(c, self.settings.pipeline_depth) for c in ranked}
+        links = {self._id(c): _Link(c, self._budget(c)) for c in ranked}
         self.links = links
         listed = await asyncio.gather(*(self._list(link) for link in links.values()))
         real: dict[str, set[int]] = {}  # complete shares servers already hold
@@ -353,6 +356,12 @@ class Upload:
         if lost:
             text += f"; lost during the upload: {', '.join(lost)}"
         return text
+
+    def _budget(self, client: StorageClient) -> Budget:
+        sid = self._id(client)
+        if sid not in self.budgets:
+            self.budgets[sid] = Budget(self.settings.pipeline_depth)
+        return self.budgets[sid]
 
     @staticmethod
     def _id(client: StorageClient) -> str:
