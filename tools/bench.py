@@ -18,6 +18,7 @@ SECTIONS: list[tuple[str, str, dict[str, Any], dict[str, Any]]] = [
     ("storage", "tools.bench_storage", {}, {"quick": True}),
     ("gbs", "tools.bench_gbs", {}, {"quick": True}),
     ("upload", "tools.bench_upload", {}, {"quick": True}),
+    ("stock_grid", "tools.bench_stock_grid", {}, {"quick": True}),
     ("download", "tools.bench_download", {}, {"quick": True}),
 ]
 

@@ -30,7 +30,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tools.bench_upload import _children_cpu, _cpu_seconds, _grid, _write_file
+from tools.bench_upload import _grid, _write_file
+from tools.cputime import children_cpu_s, process_cpu_s
 from uploader import aio
 from uploader.chk.caps import ChkCap
 from uploader.config import load_config
@@ -64,16 +65,16 @@ def _warm(grid: Path, cap: ChkCap) -> None:
 
 async def _download(grid: Path, cap: ChkCap, out: Path, server_pids: list[int]) -> dict[str, float]:
     gb = cap.size / 1e9
-    children0 = _children_cpu()
+    children0 = children_cpu_s()
     async with GridClient(_config(grid), max_uploads=2) as client:
-        servers0 = sum(_cpu_seconds(p) for p in server_pids)
+        servers0 = sum(process_cpu_s(p) for p in server_pids)
         cpu0, t0 = time.process_time(), time.perf_counter()
         sink = FileSink(out, 0, cap.size)
         await client.download(cap, sink)
         sink.commit()
         wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
-        servers = sum(_cpu_seconds(p) for p in server_pids) - servers0
-    workers = _children_cpu() - children0
+        servers = sum(process_cpu_s(p) for p in server_pids) - servers0
+    workers = children_cpu_s() - children0
     return {
         "get_mb_per_s": round(cap.size / wall / 1e6, 1),
         "network_cpu_s_per_gb": round(cpu / gb, 2),
@@ -157,11 +158,11 @@ def _stock_get(
     from tools.stock_tahoe import stock_get_rate
 
     gb = cap.size / 1e9
-    node0, children0 = _cpu_seconds(node.pid), _children_cpu()
-    servers0 = sum(_cpu_seconds(p) for p in server_pids)
+    node0, children0 = process_cpu_s(node.pid), children_cpu_s()
+    servers0 = sum(process_cpu_s(p) for p in server_pids)
     got = stock_get_rate(TAHOE, grid, str(cap), out=out, client=node)
-    cpu = (_cpu_seconds(node.pid) - node0) + (_children_cpu() - children0)
-    cpu += sum(_cpu_seconds(p) for p in server_pids) - servers0
+    cpu = (process_cpu_s(node.pid) - node0) + (children_cpu_s() - children0)
+    cpu += sum(process_cpu_s(p) for p in server_pids) - servers0
     return {
         "stock_tahoe_get_mb_per_s": got["mb_per_s"],
         "stock_tahoe_cpu_s_per_gb": round(cpu / gb, 2),

@@ -26,32 +26,20 @@ import argparse
 import asyncio
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import uvloop
 
+from tools.cputime import process_cpu_s, self_cpu_s
 from uploader.gbs import StorageClient
 from workers.malloc import tune_malloc
 
 MB = 10**6
 BLOCK = 349_526  # a block of a 1 MiB segment at k = 3: what one PATCH coalesces
-_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def _self_cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-def _proc_cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _TICKS  # utime + stime
 
 
 async def _send(nurl: str, share_size: int, parallel: int, chunk: int, in_flight: int) -> tuple[float, float]:
@@ -125,10 +113,10 @@ def run(
             if not nurl:
                 raise RuntimeError("the storage server exited before printing its NURL")
             uvloop.run(_send(nurl, chunk, 1, chunk, 1))  # warm-up: imports, TLS, first files
-            server0, self0 = _proc_cpu_seconds(proc.pid), _self_cpu_seconds()
+            server0, self0 = process_cpu_s(proc.pid), self_cpu_s()
             seconds, client_cpu = uvloop.run(_send(nurl, share_size, parallel, chunk, in_flight))
-            server_cpu = _proc_cpu_seconds(proc.pid) - server0
-            process_cpu = _self_cpu_seconds() - self0
+            server_cpu = process_cpu_s(proc.pid) - server0
+            process_cpu = self_cpu_s() - self0
         finally:
             proc.terminate()
             proc.wait(timeout=30)

@@ -22,7 +22,6 @@ import argparse
 import asyncio
 import json
 import os
-import resource
 import ssl
 import subprocess
 import sys
@@ -34,21 +33,11 @@ from typing import Any
 import aiohttp
 import uvloop
 
+from tools.cputime import process_cpu_s, self_cpu_s
 from uploader.wire import protocol as wire
 from uploader.wire.nurl import Nurl, parse_nurl
 
 MB = 10**6
-_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _TICKS  # utime + stime
-
-
-def _self_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 async def _push(nurl: Nurl, share_size: int, parallel: int, chunk: int) -> None:
@@ -109,11 +98,11 @@ def run(
                 raise RuntimeError("storage server exited before printing its NURL")
             nurl = parse_nurl(line)
             uvloop.run(_push(nurl, 4096, 1, 4096))  # warm-up: TLS, imports, first allocation
-            cpu0, self0, t0 = _cpu_seconds(proc.pid), _self_cpu(), time.perf_counter()
+            cpu0, self0, t0 = process_cpu_s(proc.pid), self_cpu_s(), time.perf_counter()
             uvloop.run(_push(nurl, share_size, parallel, chunk))
             seconds = time.perf_counter() - t0
-            server_cpu = _cpu_seconds(proc.pid) - cpu0
-            client_cpu = _self_cpu() - self0
+            server_cpu = process_cpu_s(proc.pid) - cpu0
+            client_cpu = self_cpu_s() - self0
         finally:
             proc.terminate()
             proc.wait(timeout=30)

@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -29,23 +28,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tools.cputime import children_cpu_s, process_cpu_s
 from uploader import aio
 from uploader.config import load_config
 from uploader.encoding import encode_file_pooled
 from uploader.gridclient import GridClient
 
 REPO = Path(__file__).resolve().parent.parent
-_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _TICKS
-
-
-def _children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
 
 
 def _write_file(path: Path, size: int) -> None:
@@ -69,17 +58,17 @@ async def _measure(config_path: Path, path: Path, server_pids: list[int]) -> dic
     config = load_config(config_path, {**os.environ, "HOME": str(config_path.parent)}, {})
     size = path.stat().st_size
     out: dict[str, float] = {}
-    children0 = _children_cpu()
+    children0 = children_cpu_s()
     async with GridClient(config) as client:
-        servers0 = sum(_cpu_seconds(p) for p in server_pids)
+        servers0 = sum(process_cpu_s(p) for p in server_pids)
         cpu0, t0 = time.process_time(), time.perf_counter()
         result = await client.upload(path)
         wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
-        servers = sum(_cpu_seconds(p) for p in server_pids) - servers0
+        servers = sum(process_cpu_s(p) for p in server_pids) - servers0
         t1 = time.perf_counter()
         await encode_file_pooled(client.pool, path, client.params, client.secret, window=config.window)
         compute = time.perf_counter() - t1
-    workers = _children_cpu() - children0  # includes the compute-only pass: subtract its share below
+    workers = children_cpu_s() - children0  # includes the compute-only pass: subtract its share below
     gb = size / 1e9
     out["put_mb_per_s"] = round(size / wall / 1e6, 1)
     out["network_cpu_s_per_gb"] = round(cpu / gb, 2)

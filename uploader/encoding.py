@@ -85,6 +85,19 @@ def check_unchanged(path: Path, before: FileIdentity) -> None:
         raise SourceChanged(f"{path} changed while it was being encoded; no cap is given for changed data")
 
 
+def small_file_cap(path: Path) -> tuple[LitCap | None, FileIdentity]:
+    """The LIT cap of a file of at most 55 bytes (None for a bigger one), and the file's identity."""
+    fd, identity = open_source(path)
+    try:
+        if identity.size > LIT_MAX_SIZE:
+            return None, identity
+        data = read_exact(fd, 0, identity.size)
+    finally:
+        os.close(fd)
+    check_unchanged(path, identity)
+    return LitCap(data), identity
+
+
 def key_pass(
     fd: int,
     identity: FileIdentity,
@@ -111,12 +124,11 @@ def encode_file_inline(
     path: Path, params: EncodingParams, secret: bytes | None, progress: Progress | None = None
 ) -> tuple[Cap, FileTrailer | None]:
     """Both passes in this process, no workers: (cap, trailer); LIT files have no trailer."""
+    lit, _ = small_file_cap(path)
+    if lit is not None:
+        return lit, None
     fd, identity = open_source(path)
     try:
-        if identity.size <= LIT_MAX_SIZE:
-            data = read_exact(fd, 0, identity.size)
-            check_unchanged(path, identity)
-            return LitCap(data), None
         g, key = key_pass(fd, identity, params, secret, progress)
         enc = FileEncoder(g, key)
         for seg in range(g.num_segments):
@@ -169,14 +181,9 @@ async def encode_file_pooled(
     ``on_segment`` must have released each result by the time it returns.
     """
     client = client if client is not None else object()
-    fd, identity = open_source(path)
-    try:
-        if identity.size <= LIT_MAX_SIZE:
-            data = read_exact(fd, 0, identity.size)
-            check_unchanged(path, identity)
-            return LitCap(data), None
-    finally:
-        os.close(fd)
+    lit, identity = small_file_cap(path)
+    if lit is not None:
+        return lit, None
     g = Geometry.from_params(params, identity.size)
     source = str(path)
     try:

@@ -31,19 +31,18 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from uploader.chk.caps import Cap, LitCap
+from uploader.chk.caps import Cap
 from uploader.chk.layout import ShareLayout
 from uploader.chk.lease import lease_secrets
 from uploader.chk.trees import expected_layout
-from uploader.encoding import check_unchanged, encode_file_pooled, open_source
+from uploader.encoding import encode_file_pooled, small_file_cap
 from uploader.errors import NotEnoughServers
 from uploader.gbs import StorageClient
 from uploader.gbs.errors import ServerError
 from uploader.placement import Candidate, placement_happiness, plan
 from uploader.supervisor import EncodeResult, WorkerPool
 from workers.base32 import b32encode
-from workers.geometry import LIT_MAX_SIZE, EncodingParams, Geometry
-from workers.source import read_exact
+from workers.geometry import EncodingParams, Geometry
 
 log = logging.getLogger("uploader.upload")
 
@@ -223,14 +222,9 @@ class Upload:
     # ---- the job ------------------------------------------------------------------------------
     async def run(self) -> UploadResult:
         start = time.monotonic()
-        fd, identity = open_source(self.path)
-        try:
-            if identity.size <= LIT_MAX_SIZE:
-                data = read_exact(fd, 0, identity.size)
-                check_unchanged(self.path, identity)
-                return UploadResult(LitCap(data), identity.size, time.monotonic() - start)
-        finally:
-            os.close(fd)
+        lit, identity = small_file_cap(self.path)
+        if lit is not None:
+            return UploadResult(lit, identity.size, time.monotonic() - start)
         g = Geometry.from_params(self.settings.params, identity.size)
         self.geometry = g
         self.layout: ShareLayout = expected_layout(g)
