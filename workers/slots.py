@@ -7,10 +7,11 @@ the worker writes the segment's N blocks there, block j at ``j * block_size``, a
 hashes only. The network process sends the blocks to servers straight from the mapping and frees
 the slot when every write is done.
 
-Measured on this machine (2 cores, (k, N) = (3, 10), 1 MiB segments; ``python -m tools.bench_pool
---transfer``): receiving blocks inline in pipe frames costs the network process ~0.5 CPU-s per GB
-of plaintext (socket copy + msgpack copy), against ~0.03 through slots (a small control message
-per segment). Slots it is; inline frames remain for jobs too big for a slot.
+Measured on this machine (2 cores, (k, N) = (3, 10), 1 MiB segments, a 256 MiB file, W=2;
+``python -m tools.bench_encode``, one run): receiving the blocks inline in pipe frames costs the
+network process 2.0 CPU-s per GB of plaintext (socket copy + msgpack unpacking copy), against
+0.10 through slots (one small control message per segment). Slots it is; inline frames remain
+for segments too big for a slot.
 """
 
 from __future__ import annotations
