@@ -19,7 +19,7 @@ from typing import Any
 from uploader.config import Config, load_config
 from uploader.errors import UploaderError
 
-COMMANDS = ("cap", "put", "get", "verify", "storage", "grid")
+COMMANDS = ("cap", "put", "get", "verify", "storage", "grid", "serve")
 VERSION = "0.1.0"
 
 

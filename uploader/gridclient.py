@@ -25,6 +25,7 @@ from uploader.secrets import convergence_secret, lease_secret
 from uploader.supervisor import WorkerPool
 from uploader.upload import Budget, KeyedLocks, Upload, UploadResult, UploadSettings
 from uploader.verify import Verify, VerifyReport
+from uploader.wire.nurl import Nurl, parse_nurl
 from workers.geometry import EncodingParams
 
 log = logging.getLogger("uploader.grid")
@@ -54,6 +55,7 @@ class GridClient:
         self._locks = KeyedLocks()
         self._budgets: dict[str, Budget] = {}  # bytes in flight per server, across uploads
         self._start_pool = start_pool
+        self._retired: list[StorageClient] = []  # dropped by a reload; closed with the rest
         self.unreachable: dict[str, str] = {}  # host:port -> why, for servers that did not connect
 
     async def start(self) -> None:
@@ -98,12 +100,55 @@ class GridClient:
                 f"none of the {len(candidates)} configured storage servers could be reached"
             )
 
+    async def reconfigure(self, config: Config) -> None:
+        """Apply a reloaded configuration's live settings: the worker count (the pool resizes without
+        failing jobs), ``window`` and ``pipeline_depth`` (new uploads; the per-server byte budgets
+        resize at once) and the server list (new transfers; running ones keep the servers they have).
+        Other settings are ignored here: the caller says they need a restart."""
+        if config.workers != self.pool.size:
+            await self.pool.resize(config.workers)
+        self.settings = replace(self.settings, window=config.window, pipeline_depth=config.pipeline_depth)
+        for budget in self._budgets.values():
+            await budget.resize(config.pipeline_depth)
+        old = {c.nurl: c for c in self.clients}
+        wanted = [parse_nurl(entry.nurl) for entry in config.servers]
+        fresh = [
+            StorageClient(
+                nurl,
+                connect_timeout_s=self.config.connect_timeout_s,
+                request_timeout_s=self.config.request_timeout_s,
+            )
+            for nurl in wanted
+            if nurl not in old
+        ]
+        results = await asyncio.gather(*(c.connect() for c in fresh), return_exceptions=True)
+        connected: dict[Nurl, StorageClient] = {}
+        for client, result in zip(fresh, results, strict=True):
+            if isinstance(result, BaseException):
+                log.warning(
+                    "storage server %s:%d is unavailable: %s", client.nurl.host, client.nurl.port, result
+                )
+                await client.close()
+            else:
+                connected[client.nurl] = client
+        self._retired.extend(c for nurl, c in old.items() if nurl not in wanted)
+        self.clients = [
+            old.get(nurl) or connected[nurl] for nurl in wanted if nurl in old or nurl in connected
+        ]
+        self.config = replace(
+            self.config,
+            workers=config.workers,
+            window=config.window,
+            pipeline_depth=config.pipeline_depth,
+            servers=config.servers,
+        )
+
     async def close(self) -> None:
         """Cancel uploads still running (their buckets are aborted), then close connections and the pool."""
         for task in list(self._running):
             task.cancel()
         await asyncio.gather(*self._running, return_exceptions=True)
-        await asyncio.gather(*(c.close() for c in self.clients), return_exceptions=True)
+        await asyncio.gather(*(c.close() for c in [*self.clients, *self._retired]), return_exceptions=True)
         await self.pool.close()
 
     async def __aenter__(self) -> GridClient:
@@ -121,8 +166,10 @@ class GridClient:
         params: EncodingParams | None = None,
         happy: int | None = None,
         secret: bytes | None = None,
+        on_job: Callable[[Upload], None] | None = None,
     ) -> UploadResult:
-        """Upload one file; ``params``, ``happy`` and ``secret`` override the configuration's for it."""
+        """Upload one file; ``params``, ``happy`` and ``secret`` override the configuration's for it.
+        ``on_job`` is handed the job before it runs (the daemon's status page reads its buckets)."""
         settings = self.settings
         if params is not None or happy is not None:
             settings = replace(settings, params=params or settings.params, happy=happy or settings.happy)
@@ -137,6 +184,8 @@ class GridClient:
             self._locks,
             self._budgets,
         )
+        if on_job is not None:
+            on_job(job)
         return await self._track(job.run())
 
     async def download(

@@ -112,6 +112,13 @@ class Budget:
     def idle(self) -> bool:
         return self.free == self.capacity
 
+    async def resize(self, capacity: int) -> None:
+        """A new capacity (a reloaded ``pipeline_depth``); bytes in flight stay counted."""
+        async with self._cond:
+            self.free += capacity - self.capacity
+            self.capacity = capacity
+            self._cond.notify_all()
+
     async def release(self, n: int) -> None:
         async with self._cond:
             self.free += n

@@ -1,0 +1,366 @@
+"""The web API's aiohttp shell: every request goes through ``request.route`` (pure), then a handler
+that only moves bytes — a body into a spool file, a download into the response.
+
+Uploads: the body streams into ``DATA_DIR/spool/upload-*.part`` (never whole in memory), and only
+a complete body is uploaded; the spool file is removed whatever happens. Downloads: the response
+starts with the first verified bytes, so an error before then gets a proper status; an error after
+it cuts the connection short of Content-Length, so no client mistakes a partial file for a whole one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
+
+from uploader.api import request as rq
+from uploader.api.activity import Activity, Transfer, Utilisation, upload_progress
+from uploader.api.metrics import CONTENT_TYPE, DaemonCollector, registry_for, render
+from uploader.chk.caps import ChkCap, LitCap
+from uploader.gridclient import GridClient
+from uploader.upload import Upload
+from workers.base32 import b32encode
+from workers.errors import UploaderError
+
+log = logging.getLogger("uploader.api")
+
+CHUNK = 1024 * 1024  # bytes per spool write
+MAX_UPLOAD = 2**50  # a body larger than this is refused with 413
+
+
+@dataclass
+class ApiState:
+    grid: GridClient
+    spool: Path
+    max_uploads: int  # uploads encoding at once; more wait in stage "queued"
+    clock: Callable[[], float] = time.monotonic
+    activity: Activity = field(init=False)
+    utilisation: Utilisation = field(default_factory=Utilisation)
+    requests: dict[tuple[str, int], int] = field(default_factory=dict)
+    draining: bool = False
+    started: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.activity = Activity(self.clock)
+        self.started = self.clock()
+        self.upload_slots = asyncio.Semaphore(self.max_uploads)
+        self.registry = registry_for(
+            DaemonCollector(
+                self.activity,
+                self.utilisation,
+                lambda: self.grid.pool.live_workers,
+                lambda: dict(self.grid.pool.busy_s),
+                self.requests,
+            )
+        )
+
+    def sample(self) -> None:
+        self.utilisation.sample(self.clock(), time.process_time(), self.grid.pool.busy_s)
+
+
+Handler = Callable[[ApiState, web.Request, rq.Request], Awaitable[web.StreamResponse]]
+
+
+def make_app(state: ApiState) -> web.Application:
+    app = web.Application(client_max_size=1024 * 1024)  # only small bodies are ever read whole
+    app["state"] = state
+
+    async def dispatch(request: web.Request) -> web.StreamResponse:
+        name = "unknown"
+        try:
+            req = rq.route(request.method, request.rel_url.raw_path, request.query)
+            name = req.route.value
+            if state.draining and req.route in (rq.Route.UPLOAD_PUT, rq.Route.UPLOAD_FORM):
+                raise rq.ApiError(503, "the daemon is shutting down and takes no new uploads")
+            resp = await HANDLERS[req.route](state, request, req)
+        except Exception as exc:  # the process boundary: every error becomes a status and a sentence
+            status, message = rq.error_status(exc)
+            if status >= 500 and not isinstance(exc, UploaderError | rq.ApiError):
+                log.error("%s %s failed", request.method, name, exc_info=exc)
+            resp = error_response(status, message, exc)
+        state.requests[(name, resp.status)] = state.requests.get((name, resp.status), 0) + 1
+        return resp
+
+    app.router.add_route("*", "/{tail:.*}", dispatch)
+    return app
+
+
+def error_response(status: int, message: str, exc: BaseException | None = None) -> web.Response:
+    headers = {}
+    if isinstance(exc, rq.ApiError) and exc.allow:
+        headers["Allow"] = ", ".join(exc.allow)
+    if isinstance(exc, UploaderError):
+        headers[rq.EXIT_CODE_HEADER] = str(exc.exit_code)
+    return web.Response(status=status, text=message + "\n", content_type="text/plain", headers=headers)
+
+
+# ---- uploads ------------------------------------------------------------------------------------
+class _Truncated(Exception):
+    pass
+
+
+async def _spool(state: ApiState, read: Callable[[], Awaitable[bytes]], fd: int) -> int:
+    """Copy chunks from ``read`` (b"" at the end) into ``fd``; the bytes written."""
+    loop = asyncio.get_running_loop()
+    total = 0
+    while True:
+        try:
+            chunk = await read()
+        except (HttpProcessingError, ConnectionError, asyncio.IncompleteReadError, ValueError) as exc:
+            raise _Truncated(f"the request body ended early after {total} bytes ({exc})") from None
+        if not chunk:
+            return total
+        await loop.run_in_executor(None, _write_all, fd, chunk)
+        total += len(chunk)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+async def _upload(
+    state: ApiState, request: web.Request, receive: Callable[[int], Awaitable[int]]
+) -> web.Response:
+    """Spool a body via ``receive(fd)``, upload it, answer the cap; nothing stays behind on failure."""
+    t = state.activity.start("upload")
+    fd, name = tempfile.mkstemp(prefix=f"upload-{t.id}-", suffix=".part", dir=state.spool)
+    path = Path(name)
+    try:
+        try:
+            size = await receive(fd)
+        finally:
+            os.close(fd)
+        t.size = size
+        log.info("upload %s: received %d bytes", t.id, size)
+        t.stage = "queued"
+        async with state.upload_slots:
+            t.stage = "hashing"
+
+            def on_job(job: Upload) -> None:
+                t.probe = lambda: _upload_probe(job)
+
+            result = await state.grid.upload(path, upload_progress(t, size), on_job=on_job)
+        if isinstance(result.cap, ChkCap):
+            t.storage_index = b32encode(result.cap.storage_index)
+            t.servers = {
+                name: {"shares": sorted(s), "state": "complete"} for name, s in result.servers.items()
+            }
+        t.bytes_done = size
+        state.activity.finish(t)
+        log.info(
+            "upload %s si=%s: done, %d bytes in %.2f s (%.1f MB/s) on %d servers",
+            t.id,
+            t.storage_index or "(LIT)",
+            size,
+            result.seconds,
+            size / max(result.seconds, 1e-9) / 1e6,
+            len(result.servers),
+        )
+        return web.Response(text=str(result.cap), content_type="text/plain")
+    except asyncio.CancelledError:
+        t.stage = "cancelled"
+        state.activity.finish(t, "cancelled (the daemon stopped or the client went away)")
+        log.warning("upload %s si=%s: cancelled", t.id, t.storage_index or "-")
+        raise
+    except _Truncated as exc:
+        state.activity.finish(t, str(exc))
+        log.warning("upload %s: %s; nothing was uploaded", t.id, exc)
+        raise rq.ApiError(400, f"{exc}; nothing was uploaded") from None
+    except BaseException as exc:
+        state.activity.finish(
+            t, str(exc) if isinstance(exc, UploaderError | rq.ApiError) else type(exc).__name__
+        )
+        log.warning("upload %s si=%s: failed: %s", t.id, t.storage_index or "-", exc)
+        raise
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+def _upload_probe(job: Upload) -> dict[str, Any]:
+    """Per-server state of a running upload, from its buckets (names are host:port, never secrets)."""
+    servers: dict[str, dict[str, Any]] = {}
+    for b in job.buckets:
+        entry = servers.setdefault(b.link.name, {"shares": [], "state": "writing"})
+        entry["shares"].append(b.shnum)
+        if b.link.lost is not None or b.failed:
+            entry["state"] = "lost"
+        elif b.complete and entry["state"] != "lost":
+            entry["state"] = "complete"
+    si = getattr(job, "storage_index", None)
+    return {"storage_index": b32encode(si) if si else None, "servers": servers}
+
+
+async def upload_put(state: ApiState, request: web.Request, req: rq.Request) -> web.StreamResponse:
+    chunked = "chunked" in request.headers.get("Transfer-Encoding", "").lower()
+    declared = rq.upload_length(request.headers.get("Content-Length"), chunked, MAX_UPLOAD)
+
+    async def receive(fd: int) -> int:
+        size = await _spool(state, lambda: request.content.read(CHUNK), fd)
+        if declared is not None and size != declared:
+            raise _Truncated(f"the request body ended early after {size} of {declared} bytes")
+        return size
+
+    return await _upload(state, request, receive)
+
+
+async def upload_form(state: ApiState, request: web.Request, req: rq.Request) -> web.StreamResponse:
+    rq.multipart_boundary(request.headers.get("Content-Type"))
+
+    async def receive(fd: int) -> int:
+        try:
+            reader = await request.multipart()
+            while True:
+                part = await reader.next()
+                if part is None:
+                    break
+                if isinstance(part, BodyPartReader) and part.name == "file":
+                    size = await _spool(state, functools.partial(part.read_chunk, CHUNK), fd)
+                    while await reader.next() is not None:  # read past the remaining fields
+                        pass
+                    return size
+                await part.release()
+        except (
+            HttpProcessingError,
+            ConnectionError,
+            asyncio.IncompleteReadError,
+            ValueError,
+            AssertionError,
+        ) as exc:
+            raise _Truncated(f"the multipart body is malformed or ended early ({exc})") from None
+        raise rq.ApiError(400, "the multipart form has no 'file' field")
+
+    return await _upload(state, request, receive)
+
+
+# ---- downloads ----------------------------------------------------------------------------------
+class _ResponseSink:
+    """Writes plaintext into the response, which starts on the first bytes (the download's checks
+    have passed for them by then)."""
+
+    dest = ""
+    base = 0
+
+    def __init__(self, request: web.Request, resp: web.StreamResponse, t: Transfer, base: int) -> None:
+        self.request = request
+        self.resp = resp
+        self.t = t
+        self.base = base
+
+    async def write(self, data: memoryview) -> None:
+        if not self.resp.prepared:
+            await self.resp.prepare(self.request)
+        await self.resp.write(bytes(data))  # the view is a slot the download reuses: copy
+        self.t.bytes_done += len(data)
+
+
+async def download(state: ApiState, request: web.Request, req: rq.Request) -> web.StreamResponse:
+    cap = req.cap
+    assert cap is not None
+    span = rq.parse_range(request.headers.get("Range"), cap.size)
+    offset, length = (span.offset, span.length) if span else (0, cap.size)
+    resp = web.StreamResponse(status=206 if span else 200)
+    resp.content_type = "application/octet-stream"
+    resp.headers["Accept-Ranges"] = "bytes"
+    if span:
+        resp.headers["Content-Range"] = span.content_range(cap.size)
+    resp.content_length = length
+    if request.method == "HEAD" or isinstance(cap, LitCap) or length == 0:
+        await resp.prepare(request)
+        if request.method != "HEAD" and isinstance(cap, LitCap):
+            await resp.write(cap.data[offset : offset + length])
+        await resp.write_eof()
+        return resp
+    t = state.activity.start("download", length, stage="downloading")
+    t.storage_index = b32encode(cap.storage_index)
+    log.info(
+        "download %s si=%s: bytes %d-%d of %d", t.id, t.storage_index, offset, offset + length - 1, cap.size
+    )
+    try:
+        result = await state.grid.download(
+            cap, _ResponseSink(request, resp, t, offset), offset=offset, length=length
+        )
+        t.servers = {s: {"shares": shares, "state": "read"} for s, shares in result.shares_used.items()}
+        await resp.write_eof()
+    except BaseException as exc:
+        cancelled = isinstance(exc, asyncio.CancelledError)
+        t.stage = "cancelled" if cancelled else t.stage
+        state.activity.finish(t, "cancelled" if cancelled else str(exc) or type(exc).__name__)
+        log.warning("download %s si=%s: failed after %d bytes: %s", t.id, t.storage_index, t.bytes_done, exc)
+        if cancelled or not resp.prepared:
+            raise
+        # Headers went out: cut the connection short of Content-Length so the client sees the failure.
+        if request.transport is not None:
+            request.transport.close()
+        return resp
+    state.activity.finish(t)
+    log.info("download %s si=%s: done, %d bytes in %.2f s", t.id, t.storage_index, length, result.seconds)
+    return resp
+
+
+async def filenode(state: ApiState, request: web.Request, req: rq.Request) -> web.StreamResponse:
+    assert req.cap is not None
+    return web.Response(text=json.dumps(rq.filenode_json(req.cap)), content_type="application/json")
+
+
+# ---- status and metrics -------------------------------------------------------------------------
+def status_json(state: ApiState) -> dict[str, Any]:
+    """``GET /status``: storage indexes only, never caps."""
+    pool = state.grid.pool
+    return {
+        "uptime_s": round(state.clock() - state.started, 3),
+        "draining": state.draining,
+        "transfers": state.activity.snapshot(),
+        "workers": {
+            "configured": pool.size,
+            "live": pool.live_workers,
+            "utilisation": {str(w): f for w, f in sorted(state.utilisation.workers.items())},
+            "busy_s": {str(w): round(s, 3) for w, s in sorted(pool.busy_s.items())},
+        },
+        "network_process": {
+            "utilisation": state.utilisation.network,
+            "cpu_s": round(time.process_time(), 3),
+        },
+        "servers": [f"{c.nurl.host}:{c.nurl.port}" for c in state.grid.clients],
+        "settings": {
+            "window": state.grid.settings.window,
+            "pipeline_depth": state.grid.settings.pipeline_depth,
+            "max_uploads": state.max_uploads,
+        },
+    }
+
+
+async def status(state: ApiState, request: web.Request, req: rq.Request) -> web.StreamResponse:
+    return web.Response(text=json.dumps(status_json(state), indent=1), content_type="application/json")
+
+
+async def metrics(state: ApiState, request: web.Request, req: rq.Request) -> web.StreamResponse:
+    resp = web.Response(body=render(state.registry))
+    resp.headers["Content-Type"] = CONTENT_TYPE
+    return resp
+
+
+HANDLERS: dict[rq.Route, Handler] = {
+    rq.Route.UPLOAD_PUT: upload_put,
+    rq.Route.UPLOAD_FORM: upload_form,
+    rq.Route.DOWNLOAD: download,
+    rq.Route.FILENODE_JSON: filenode,
+    rq.Route.STATUS: status,
+    rq.Route.METRICS: metrics,
+}
+
+__all__ = ["ApiState", "make_app", "status_json"]

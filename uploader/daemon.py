@@ -1,0 +1,192 @@
+"""``serve``: the long-running daemon — one GridClient, the web API, systemd notify, signals.
+
+Lifecycle: connect and start workers → listen → ``READY=1``. SIGHUP: ``RELOADING=1``, re-read
+the configuration, apply what can change live (``uploader.reload``), ``READY=1``. SIGTERM/SIGINT:
+``STOPPING=1``, stop listening, let running requests (uploads above all) finish for up to
+``shutdown_timeout_s``, cancel what is left (its buckets are aborted), stop the workers, exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from aiohttp import web
+
+from uploader.api.app import ApiState, make_app
+from uploader.config import Config
+from uploader.errors import ConfigError, LocalIOError
+from uploader.gridclient import GridClient
+from uploader.notify import Notifier, monotonic_usec
+from uploader.reload import plan
+
+log = logging.getLogger("uploader.daemon")
+
+MAX_UPLOADS = 8  # uploads encoding at once (each leases `window` slots); more queue
+TICK_S = 1.0  # utilisation sampling and STATUS= updates
+
+
+def setup_logging(level: str) -> None:
+    """One line per event on stderr (journald adds its own timestamps, but a terminal does not)."""
+    root = logging.getLogger()
+    if not any(getattr(h, "_uploader", False) for h in root.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler._uploader = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
+    root.setLevel(level.upper())
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)  # its lines would carry caps
+
+
+def split_listen(value: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+def prepare_spool(data_dir: Path) -> Path:
+    """``DATA_DIR/spool``, mode 0700, emptied of a previous run's leftovers."""
+    spool = data_dir / "spool"
+    try:
+        spool.mkdir(parents=True, exist_ok=True, mode=0o700)
+        for leftover in spool.glob("upload-*.part"):
+            leftover.unlink()
+    except OSError as exc:
+        raise LocalIOError(f"cannot prepare the spool directory {spool}: {exc.strerror}") from None
+    return spool
+
+
+class Daemon:
+    def __init__(self, config: Config, reload_config: Callable[[], Config], env: Mapping[str, str]) -> None:
+        self.config = config
+        self.reload_config = reload_config
+        self.notifier = Notifier(env)
+        self.stop = asyncio.Event()
+        self._reload_lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.url = ""
+
+    async def run(self) -> int:
+        config = self.config
+        setup_logging(config.log_level)
+        self.notifier.send(STATUS="starting: connecting to storage servers and starting workers")
+        spool = prepare_spool(config.data_dir)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stop.set)
+        loop.add_signal_handler(signal.SIGHUP, self._spawn_reload)
+        grid = GridClient(config, max_uploads=MAX_UPLOADS)
+        await grid.start()
+        self.state = ApiState(grid, spool, MAX_UPLOADS)
+        runner = web.AppRunner(
+            make_app(self.state),
+            access_log=None,  # the request line holds caps: handlers log storage indexes instead
+            handler_cancellation=False,  # a client leaving mid-upload must not half-finish it
+            shutdown_timeout=config.shutdown_timeout_s,
+        )
+        try:
+            await runner.setup()
+            host, port = split_listen(config.api_listen)
+            site = web.TCPSite(runner, host, port, reuse_address=True)
+            try:
+                await site.start()
+            except OSError as exc:
+                raise ConfigError(
+                    f"api_listen {config.api_listen!r} cannot be used: {exc.strerror or exc}"
+                ) from None
+            bound = runner.addresses[0]
+            self.url = (
+                f"http://{bound[0]}:{bound[1]}" if ":" not in bound[0] else f"http://[{bound[0]}]:{bound[1]}"
+            )
+            log.info(
+                "listening on %s with %d workers and %d storage servers (pid %d)",
+                self.url,
+                grid.pool.size,
+                len(grid.clients),
+                os.getpid(),
+            )
+            self.notifier.send(READY=1, STATUS=self._status_line(), MAINPID=os.getpid())
+            ticker = asyncio.create_task(self._tick())
+            watchdog = asyncio.create_task(self._watchdog()) if self.notifier.watchdog_s else None
+            await self.stop.wait()
+            active = self.state.activity.count("upload")
+            log.info("stopping: draining %d active uploads (up to %.0f s)", active, config.shutdown_timeout_s)
+            self.notifier.send(
+                STOPPING=1,
+                STATUS=f"stopping: draining {active} uploads (up to {config.shutdown_timeout_s:g} s)",
+            )
+            self.state.draining = True
+            for task in list(self._tasks):
+                task.cancel()
+            await runner.cleanup()  # stop listening; wait for running requests up to shutdown_timeout_s
+            ticker.cancel()
+            if watchdog is not None:
+                watchdog.cancel()
+            log.info("stopped")
+        finally:
+            await runner.cleanup()
+            await grid.close()
+            self.notifier.close()
+        return 0
+
+    def _status_line(self) -> str:
+        activity = self.state.activity
+        return (
+            f"listening on {self.url}; {activity.count('upload')} uploads, {activity.count('download')} "
+            f"downloads active; {self.state.grid.pool.live_workers} workers"
+        )
+
+    async def _tick(self) -> None:
+        last = ""
+        while True:
+            await asyncio.sleep(TICK_S)
+            self.state.sample()
+            line = self._status_line()
+            if line != last:
+                self.notifier.send(STATUS=line)
+                last = line
+
+    async def _watchdog(self) -> None:
+        assert self.notifier.watchdog_s is not None
+        while True:  # pings come from the event loop itself: a stuck loop stops them
+            self.notifier.send(WATCHDOG=1)
+            await asyncio.sleep(self.notifier.watchdog_s)
+
+    def _spawn_reload(self) -> None:
+        task = asyncio.get_running_loop().create_task(self.reload())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def reload(self) -> None:
+        async with self._reload_lock:
+            self.notifier.send(
+                RELOADING=1, MONOTONIC_USEC=monotonic_usec(), STATUS="reloading the configuration"
+            )
+            try:
+                new = self.reload_config()
+                change = plan(self.config, new)
+                await self.state.grid.reconfigure(change.config)
+            except ConfigError as exc:
+                log.error("reload failed, keeping the running configuration: %s", exc)
+            except Exception as exc:  # a reload must never take the daemon down
+                log.error("reload failed, keeping the running configuration", exc_info=exc)
+            else:
+                self.config = change.config
+                setup_logging(self.config.log_level)
+                log.info("reloaded %s: %s", new.source or "the configuration", change.describe())
+                if change.restart:
+                    log.warning("settings that need a restart to change: %s", ", ".join(change.restart))
+            self.notifier.send(READY=1, STATUS=self._status_line())
+
+
+def serve(config: Config, reload_config: Callable[[], Config], env: Mapping[str, str]) -> int:
+    from uploader import aio
+
+    return aio.run(Daemon(config, reload_config, env).run())
+
+
+__all__ = ["Daemon", "prepare_spool", "serve", "setup_logging", "split_listen"]
