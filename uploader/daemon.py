@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from uploader.api.app import ApiState, make_app
 from uploader.config import Config
@@ -41,6 +42,22 @@ def setup_logging(level: str) -> None:
         root.addHandler(handler)
     root.setLevel(level.upper())
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)  # its lines would carry caps
+    server = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, _ClientErrorFilter) for f in server.filters):
+        server.addFilter(_ClientErrorFilter())
+
+
+class _ClientErrorFilter(logging.Filter):
+    """A request aiohttp could not parse (oversized header, bad framing) is the client's error, answered
+    with a 400: one warning line, not a traceback that quotes the request's bytes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.msg, record.args = "refused a malformed request (%d %s)", (exc.code, type(exc).__name__)
+            record.exc_info, record.exc_text = None, None
+        return True
 
 
 def split_listen(value: str) -> tuple[str, int]:

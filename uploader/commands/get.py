@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from uploader import aio
+from uploader import aio, daemonclient
 from uploader.chk.caps import CapError, ChkCap, LitCap, parse_read_cap
 from uploader.cli import add_config_flags, report_error
 from uploader.config import Config
@@ -72,11 +72,27 @@ def run(args: argparse.Namespace, config: Config) -> int:
         output = None if to_stdout else Path(args.output)
         if output is not None and output.is_dir():
             raise LocalIOError(f"cannot write to {output}: it is a directory")
+        if config.daemon and not isinstance(cap, LitCap):
+            return _via_daemon(args, config.daemon, cap, output)
         if isinstance(cap, LitCap):
             return _lit(args, cap, output)
         return aio.run(_run(args, config, cap, output))
     except UploaderError as exc:
         return report_error(args, exc)
+
+
+def _via_daemon(args: argparse.Namespace, url: str, cap: ChkCap, output: Path | None) -> int:
+    """Through the daemon's ``GET /uri/CAP`` (a Range request for --offset/--length)."""
+    offset, length = _span(args, cap.size)
+    start = time.monotonic()
+    ranged = offset != 0 or length != cap.size
+    written = aio.run(daemonclient.get(url, str(cap), output, offset, length if ranged else None))
+    if args.json:
+        result = DownloadResult(
+            cap.storage_index, cap.size, offset, written, time.monotonic() - start, not ranged
+        )
+        print(json.dumps(summary(result, output)), flush=True)
+    return 0
 
 
 def _span(args: argparse.Namespace, size: int) -> tuple[int, int]:

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from uploader import aio
+from uploader import aio, daemonclient
 from uploader.cli import add_config_flags, report_error
 from uploader.config import Config
 from uploader.errors import LocalIOError, UploaderError
@@ -37,6 +37,8 @@ def run(args: argparse.Namespace, config: Config) -> int:
 
 
 async def _run(args: argparse.Namespace, config: Config) -> int:
+    if config.daemon:
+        return await _run_daemon(args, config.daemon)
     total = 0
     for path in args.files:
         with contextlib.suppress(OSError):
@@ -86,3 +88,39 @@ async def _run(args: argparse.Namespace, config: Config) -> int:
             file=sys.stderr,
         )
     return worst
+
+
+async def _run_daemon(args: argparse.Namespace, url: str) -> int:
+    """Each file through the daemon's ``PUT /uri`` (4 at a time); output as without a daemon."""
+    limit = asyncio.Semaphore(4)
+
+    async def one(path: Path) -> int:
+        async with limit:
+            try:
+                if not path.is_file():
+                    raise LocalIOError(f"cannot read {path}: not a regular file or does not exist")
+                cap, size, seconds = await daemonclient.put(url, path)
+            except UploaderError as exc:
+                return report_error(args, exc, file=str(path))
+        if args.json:
+            rate = round(size / max(seconds, 1e-9) / 1e6, 2)
+            print(
+                json.dumps(
+                    {
+                        "file": str(path),
+                        "cap": cap,
+                        "size": size,
+                        "seconds": round(seconds, 3),
+                        "mb_per_s": rate,
+                    }
+                ),
+                flush=True,
+            )
+        elif len(args.files) > 1:
+            print(f"{path}: {cap}", flush=True)
+        else:
+            print(cap, flush=True)
+        return 0
+
+    codes = await asyncio.gather(*(one(p) for p in args.files))
+    return next((c for c in codes if c), 0)
