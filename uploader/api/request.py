@@ -157,7 +157,7 @@ def parse_range(header: str | None, size: int) -> ByteRange | None:
         start = max(0, size - suffix)
         return ByteRange(start, size - start)
     start = int(m[1])
-    end = int(m[2]) if m[2] else size - 1
+    end = int(m[2]) if m[2] else max(start, size - 1)
     if end < start:
         return None  # syntactically invalid: ignore the header (RFC 9110)
     if start >= size:
