@@ -1,0 +1,114 @@
+"""Configuration: precedence (defaults < file < environment < flags), clear errors, the README example."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+from uploader.config import Config, find_config_file, load_config
+from uploader.errors import ConfigError
+
+NURL = "pb://JIj6ezHkdSBlHhrnezAgIC_mrVQHy4KAFyL-8ZNPGPM@127.0.0.1:1234/swiss#v=1"
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "uploader.toml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults() -> None:
+    config = load_config(None, {"HOME": "/nonexistent"}, {})
+    assert (config.shares_needed, config.shares_total, config.shares_happy) == (3, 10, 7)
+    assert config.max_segment_size == 1048576
+    assert config.api_listen == "127.0.0.1:3456"
+    assert config.source is None
+
+
+def test_precedence_file_env_flags(tmp_path: Path) -> None:
+    path = write(tmp_path, "workers = 3\nwindow = 5\npipeline_depth = 1000\n")
+    env = {"HOME": str(tmp_path), "UPLOADER_WINDOW": "6", "UPLOADER_PIPELINE_DEPTH": "2000"}
+    config = load_config(path, env, {"pipeline_depth": 3000})
+    assert (config.workers, config.window, config.pipeline_depth) == (3, 6, 3000)
+    assert config.source == path
+
+
+def test_happy_defaults_to_at_most_n(tmp_path: Path) -> None:
+    assert (
+        load_config(None, {"HOME": str(tmp_path)}, {"shares_needed": 1, "shares_total": 1}).shares_happy == 1
+    )
+    with pytest.raises(ConfigError, match=r"shares_happy \(9\) must be between 1 and shares_total \(5\)"):
+        load_config(None, {"HOME": str(tmp_path)}, {"shares_total": 5, "shares_happy": 9})
+
+
+@pytest.mark.parametrize(
+    ("text", "env", "message"),
+    [
+        ("workers = 0\n", {}, r"workers is 0 \(from .*uploader.toml\): expected a whole number >= 1"),
+        (
+            "",
+            {"UPLOADER_WORKERS": "many"},
+            r"workers is 'many' \(from UPLOADER_WORKERS\): expected a whole number",
+        ),
+        ("api_listen = 'localhost'\n", {}, r"api_listen .*expected HOST:PORT"),
+        ("erasure_backend = 'fast'\n", {}, r"erasure_backend .*expected one of auto, isal, zfec"),
+        ("colour = 'blue'\n", {}, r"unknown setting 'colour'"),
+        ("workers = [\n", {}, r"is not valid TOML"),
+        ("[[servers]]\nnickname = 'x'\n", {}, r"servers\[0\] .* needs a nurl"),
+        ("[[servers]]\nnurl = 'http://x'\n", {}, r"must start with pb://"),
+        ("shares_needed = 4\nshares_total = 3\n", {}, r"must satisfy 1 <= needed <= total <= 256"),
+    ],
+)
+def test_bad_values_name_setting_and_source(
+    tmp_path: Path, text: str, env: dict[str, str], message: str
+) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError, match=message) as info:
+        load_config(path, {"HOME": str(tmp_path), **env}, {})
+    assert info.value.exit_code == 3
+
+
+def test_bad_flag_names_the_flag(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"\(from --window\)"):
+        load_config(None, {"HOME": str(tmp_path)}, {"window": 0})
+
+
+def test_missing_explicit_file_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.toml", {"HOME": str(tmp_path)}, {})
+
+
+def test_file_search_order(tmp_path: Path) -> None:
+    env = {
+        "HOME": str(tmp_path),
+        "XDG_CONFIG_HOME": str(tmp_path / "cfg"),
+        "XDG_DATA_HOME": str(tmp_path / "data"),
+    }
+    assert find_config_file(None, env) is None
+    grid = write(tmp_path, f"[[servers]]\nnurl = '{NURL}'\n")
+    (tmp_path / "data" / "uploader").mkdir(parents=True)
+    (tmp_path / "data" / "uploader" / "current-grid").write_text(str(grid))
+    assert find_config_file(None, env) == grid  # the grid `grid start` made last
+    user = tmp_path / "cfg" / "uploader" / "uploader.toml"
+    user.parent.mkdir(parents=True)
+    user.write_text("")
+    assert find_config_file(None, env) == user
+    assert find_config_file(None, {**env, "UPLOADER_CONFIG": "/x.toml"}) == Path("/x.toml")
+    assert find_config_file(tmp_path / "y.toml", env) == tmp_path / "y.toml"
+
+
+def test_relative_paths_are_relative_to_the_file(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, "data_dir = 'state'\n"), {"HOME": "/"}, {})
+    assert config.data_dir == tmp_path / "state"
+
+
+def test_the_readme_example_is_a_valid_configuration(tmp_path: Path) -> None:
+    readme = (REPO / "README.md").read_text()
+    example = re.search(r"```toml\n(.*?)```", readme, re.S)
+    assert example is not None
+    path = write(tmp_path, example.group(1))
+    config = load_config(path, {"HOME": "/"}, {})
+    assert isinstance(config, Config) and len(config.servers) == 1
