@@ -19,11 +19,12 @@ from uploader.config import Config
 from uploader.download import Download, DownloadResult, DownloadSettings, Sink
 from uploader.encoding import slot_size_for
 from uploader.errors import ConfigError, NotEnoughServers
+from uploader.flow import Budget, KeyedLocks
 from uploader.gbs import StorageClient
 from uploader.gbs.errors import ServerError
 from uploader.secrets import convergence_secret, lease_secret
 from uploader.supervisor import WorkerPool
-from uploader.upload import Budget, KeyedLocks, Upload, UploadResult, UploadSettings
+from uploader.upload import Upload, UploadResult, UploadSettings
 from uploader.verify import Verify, VerifyReport
 from uploader.wire.nurl import Nurl, parse_nurl
 from workers.geometry import EncodingParams

@@ -37,6 +37,7 @@ from uploader.chk.lease import lease_secrets
 from uploader.chk.trees import expected_layout
 from uploader.encoding import encode_file_pooled, small_file_cap
 from uploader.errors import NotEnoughServers
+from uploader.flow import Budget, KeyedLocks, SegmentHold
 from uploader.gbs import StorageClient
 from uploader.gbs.errors import ServerError
 from uploader.placement import Candidate, placement_happiness, plan
@@ -69,62 +70,6 @@ class UploadResult:
     servers: dict[str, list[int]] = field(default_factory=dict)  # server name -> shares it holds
 
 
-class _Hold:
-    """A segment's blocks, shared by the writes that carry them; released after the last one."""
-
-    __slots__ = ("on_done", "refs", "result")
-
-    def __init__(self, result: EncodeResult, refs: int, on_done: Callable[[int], None] | None) -> None:
-        self.result = result
-        self.refs = refs
-        self.on_done = on_done
-        if refs == 0:
-            self._finish()
-
-    def drop(self) -> None:
-        self.refs -= 1
-        if self.refs == 0:
-            self._finish()
-
-    def _finish(self) -> None:
-        segment = self.result.segment
-        self.result.release()
-        if self.on_done is not None:
-            self.on_done(segment)
-
-
-class Budget:
-    """Bytes in flight to one server; a write larger than the whole budget waits for all of it."""
-
-    def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
-        self.free = capacity
-        self._cond = asyncio.Condition()
-
-    async def acquire(self, n: int) -> int:
-        n = min(n, self.capacity)
-        async with self._cond:
-            await self._cond.wait_for(lambda: self.free >= n)
-            self.free -= n
-        return n
-
-    @property
-    def idle(self) -> bool:
-        return self.free == self.capacity
-
-    async def resize(self, capacity: int) -> None:
-        """A new capacity (a reloaded ``pipeline_depth``); bytes in flight stay counted."""
-        async with self._cond:
-            self.free += capacity - self.capacity
-            self.capacity = capacity
-            self._cond.notify_all()
-
-    async def release(self, n: int) -> None:
-        async with self._cond:
-            self.free += n
-            self._cond.notify_all()
-
-
 class _Link:
     """One server within one upload."""
 
@@ -146,7 +91,7 @@ class _Bucket:
         self.link = link
         self.shnum = shnum
         self.pending: list[memoryview | bytes] = []
-        self.holds: list[_Hold] = []
+        self.holds: list[SegmentHold] = []
         self.pending_offset = 0
         self.pending_bytes = 0
         self.complete = False
@@ -157,34 +102,6 @@ class _Bucket:
     @property
     def live(self) -> bool:
         return not self.failed and self.link.lost is None
-
-
-class KeyedLocks:
-    """One lock per storage index: concurrent uploads of the same file (the same convergent SI)
-    take turns, so the second finds the first's shares complete instead of being refused."""
-
-    def __init__(self) -> None:
-        self._locks: dict[bytes, tuple[asyncio.Lock, int]] = {}
-
-    async def acquire(self, key: bytes) -> None:
-        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
-        self._locks[key] = (lock, users + 1)
-        try:
-            await lock.acquire()
-        except BaseException:
-            self._forget(key)
-            raise
-
-    def release(self, key: bytes) -> None:
-        self._locks[key][0].release()
-        self._forget(key)
-
-    def _forget(self, key: bytes) -> None:
-        lock, users = self._locks[key]
-        if users == 1:
-            del self._locks[key]
-        else:
-            self._locks[key] = (lock, users - 1)
 
 
 class Upload:
@@ -397,7 +314,7 @@ class Upload:
     # ---- pass 2 -------------------------------------------------------------------------------
     async def _on_segment(self, result: EncodeResult) -> None:
         live = [b for b in self.buckets if b.live]
-        hold = _Hold(result, len(live), self._segment_sent)
+        hold = SegmentHold(result, len(live), self._segment_sent)
         for bucket in live:
             block = result.blocks[bucket.shnum]
             if not bucket.pending:
@@ -444,7 +361,7 @@ class Upload:
         await self._send(bucket, offset, buffers, holds)
 
     async def _send(
-        self, bucket: _Bucket, offset: int, buffers: list[memoryview | bytes], holds: list[_Hold]
+        self, bucket: _Bucket, offset: int, buffers: list[memoryview | bytes], holds: list[SegmentHold]
     ) -> None:
         size = sum(len(b) for b in buffers)
         try:
@@ -458,7 +375,12 @@ class Upload:
         task.add_done_callback(self.tasks.discard)
 
     async def _write(
-        self, bucket: _Bucket, offset: int, buffers: list[memoryview | bytes], holds: list[_Hold], taken: int
+        self,
+        bucket: _Bucket,
+        offset: int,
+        buffers: list[memoryview | bytes],
+        holds: list[SegmentHold],
+        taken: int,
     ) -> None:
         link = bucket.link
         try:
@@ -555,7 +477,7 @@ class Upload:
                 source=str(self.path),
                 slots=self.lease,
             )
-            hold = _Hold(result, 1, None)
+            hold = SegmentHold(result, 1, None)
             buffers: list[memoryview | bytes] = [result.blocks[bucket.shnum]]
             offset = self.layout.block_offset(seg)
             if seg == 0:

@@ -1,0 +1,64 @@
+"""Flow-control pieces of the upload, driven without processes or sockets."""
+
+from __future__ import annotations
+
+import asyncio
+
+from uploader.flow import Budget, KeyedLocks, SegmentHold
+from uploader.supervisor import EncodeResult, SlotSet
+
+
+def test_budget_bounds_bytes_in_flight() -> None:
+    async def main() -> list[str]:
+        budget = Budget(100)
+        events: list[str] = []
+
+        async def write(name: str, size: int, hold_s: float) -> None:
+            taken = await budget.acquire(size)
+            events.append(f"start {name}")
+            await asyncio.sleep(hold_s)
+            events.append(f"end {name}")
+            await budget.release(taken)
+
+        await asyncio.gather(write("a", 60, 0.02), write("b", 60, 0.0), write("huge", 500, 0.0))
+        assert budget.idle
+        return events
+
+    events = asyncio.run(main())
+    assert events[:2] == ["start a", "end a"]  # b (60 + 60 > 100) waited for a; huge waited for everything
+    assert events.index("start huge") > events.index("end b") or events.index("start b") > events.index(
+        "end huge"
+    )
+
+
+def test_keyed_locks_serialize_one_key_only() -> None:
+    async def main() -> list[str]:
+        locks = KeyedLocks()
+        order: list[str] = []
+
+        async def job(key: bytes, name: str) -> None:
+            await locks.acquire(key)
+            order.append(f"in {name}")
+            await asyncio.sleep(0.01)
+            order.append(f"out {name}")
+            locks.release(key)
+
+        await asyncio.gather(job(b"x", "1"), job(b"x", "2"), job(b"y", "3"))
+        assert locks._locks == {}  # nothing kept once nobody holds or waits
+        return order
+
+    order = asyncio.run(main())
+    assert order.index("out 1") < order.index("in 2")  # same key: one after the other
+    assert order.index("in 3") < order.index("out 1")  # another key: at the same time
+
+
+def test_segment_hold_releases_its_slot_after_the_last_write() -> None:
+    slots = SlotSet([7])
+    slots.free.popleft()
+    done: list[int] = []
+    result = EncodeResult(4, b"h" * 32, [], 10, [memoryview(b"x" * 10)], slots, 7)
+    hold = SegmentHold(result, 2, done.append)
+    hold.drop()
+    assert list(slots.free) == [] and done == []
+    hold.drop()
+    assert list(slots.free) == [7] and done == [4]
