@@ -109,7 +109,7 @@ def test_ranges_stay_inside_the_file(start: int, end: int, size: int) -> None:
         assert exc.status == 416 and start >= size
         return
     if r is not None:
-        assert 0 <= r.offset < size and 1 <= r.length and r.offset + r.length <= size
+        assert 0 <= r.offset < size and r.length >= 1 and r.offset + r.length <= size
 
 
 def test_multipart_boundary() -> None:
@@ -129,7 +129,12 @@ def test_multipart_boundary() -> None:
 def test_upload_length() -> None:
     assert rq.upload_length("123", False, 1000) == 123
     assert rq.upload_length(None, True, 1000) is None
-    for value, chunked, status in [(None, False, 411), ("-1", False, 400), ("12a", False, 400), ("1001", False, 413)]:
+    for value, chunked, status in [
+        (None, False, 411),
+        ("-1", False, 400),
+        ("12a", False, 400),
+        ("1001", False, 413),
+    ]:
         with pytest.raises(rq.ApiError) as info:
             rq.upload_length(value, chunked, 1000)
         assert info.value.status == status

@@ -1,0 +1,381 @@
+"""The daemon end to end: real `serve` processes on 127.0.0.1 port 0, a real local grid, stock Tahoe's CLI.
+
+Checks: Tahoe's web API (stock `tahoe put -u` / `tahoe get -u`, bit-exact), the notify protocol on a
+datagram socket bound here, SIGHUP resizing the pool under load, SIGTERM draining an upload, 20
+concurrent PUTs read back, bounded memory, bad requests' statuses with nothing left behind, `put`/`get`
+through the daemon, and no read cap in the log or /status.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.conftest import REPO
+from tests.helpers.daemon import DaemonProcess, write_config
+from tests.helpers.localgrid import LocalGrid
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def grid(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalGrid]:
+    with LocalGrid(tmp_path_factory.mktemp("grid"), servers=10) as g:
+        yield g
+
+
+def _config(grid: LocalGrid, directory: Path, **overrides: object) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    values: dict[str, object] = {
+        "api_listen": "127.0.0.1:0",
+        "workers": 2,
+        "window": 4,
+        "data_dir": directory / "data",
+        "shutdown_timeout_s": 60.0,
+    }
+    values.update(overrides)
+    return write_config(grid.dir / "uploader.toml", directory / "uploader.toml", **values)
+
+
+@pytest.fixture(scope="module")
+def daemon(grid: LocalGrid, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
+    work = tmp_path_factory.mktemp("daemon")
+    d = DaemonProcess(_config(grid, work), work)
+    d.start()
+    yield d
+    assert d.stop() == 0
+    assert "URI:CHK:" not in d.log() and "URI:LIT:" not in d.log()  # read caps are secrets
+
+
+def _put(d: DaemonProcess, data: bytes) -> str:
+    code, _, body = d.request("PUT", "/uri", body=data)
+    assert code == 200, body
+    return body.decode().strip()
+
+
+def _get(d: DaemonProcess, cap: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    code, _, body = d.request("GET", "/uri/" + cap.replace(":", "%3A"), headers=headers)
+    return code, body
+
+
+def _spool(d: DaemonProcess) -> list[str]:
+    return sorted(os.listdir(d.workdir / "data" / "spool"))
+
+
+# ---- Tahoe compatibility -------------------------------------------------------------------------
+def test_stock_tahoe_cli_put_and_get(daemon: DaemonProcess, tahoe_bin: Path, tmp_path: Path) -> None:
+    home = tmp_path / "tahoe-home"
+    home.mkdir()
+    env = {**os.environ, "HOME": str(home)}
+    src = tmp_path / "src.bin"
+    src.write_bytes(random.Random(7).randbytes(3 * 1024 * 1024 + 17))
+    put = subprocess.run(
+        [str(tahoe_bin), "put", "-u", daemon.url, str(src)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert put.returncode == 0, put.stderr
+    cap = put.stdout.strip()
+    assert cap.startswith("URI:CHK:") and cap.endswith(f":{src.stat().st_size}")
+    out = tmp_path / "out.bin"
+    get = subprocess.run(
+        [str(tahoe_bin), "get", "-u", daemon.url, cap, str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert get.returncode == 0, get.stderr
+    assert out.read_bytes() == src.read_bytes()
+    # the same file through POST /uri?t=upload gets the same (convergent) cap
+    boundary = "xyzzy"
+    form = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="t"\r\n\r\nupload\r\n'
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="src.bin"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n"
+        ).encode()
+        + src.read_bytes()
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    code, _, body = daemon.request(
+        "POST",
+        "/uri?t=upload",
+        body=form,
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
+    assert (code, body.decode().strip()) == (200, cap)
+    code, headers, body = daemon.request("GET", f"/uri/{cap}?t=json")
+    assert code == 200 and headers["Content-Type"].startswith("application/json")
+    kind, info = json.loads(body)
+    assert kind == "filenode" and info["ro_uri"] == cap and info["size"] == src.stat().st_size
+    assert (
+        info["mutable"] is False
+        and info["format"] == "CHK"
+        and info["verify_uri"].startswith("URI:CHK-Verifier:")
+    )
+    code, headers, body = daemon.request("GET", f"/uri/{cap}", headers={"Range": "bytes=1048570-2097160"})
+    assert code == 206 and body == src.read_bytes()[1048570:2097161]
+    assert headers["Content-Range"] == f"bytes 1048570-2097160/{src.stat().st_size}"
+
+
+# ---- many uploads at once, memory ------------------------------------------------------------------
+def test_twenty_concurrent_puts_read_back_and_memory_bounded(daemon: DaemonProcess) -> None:
+    rng = random.Random(20)
+    sizes = [0, 1, 55, 56, 4096, 100_000, 1024 * 1024 - 1, 1024 * 1024 + 1]
+    sizes += [rng.randrange(1, 6 * 1024 * 1024) for _ in range(10)]
+    blobs = [rng.randbytes(n) for n in sizes]
+    blobs += [blobs[-1], blobs[-2]]  # the same file twice at once: same cap
+    proc = psutil.Process(daemon.pid)
+    peak = proc.memory_info().rss
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, proc.memory_info().rss)
+            time.sleep(0.05)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        with ThreadPoolExecutor(20) as pool:
+            caps = list(pool.map(lambda b: _put(daemon, b), blobs))
+    finally:
+        done.set()
+        sampler.join()
+    for blob, cap in zip(blobs, caps, strict=True):
+        assert cap.startswith("URI:LIT:" if len(blob) <= 55 else "URI:CHK:")
+        assert cap.endswith(f":{len(blob)}") or cap.startswith("URI:LIT:")
+        assert _get(daemon, cap) == (200, blob)
+    assert caps[-2] == caps[-3] and caps[-1] == caps[-4]
+    total = sum(sizes)
+    # The network process holds a few chunks per request plus the shared-memory slots it touches
+    # (8 uploads x window 4); never the bodies: ~60 MB went through it.
+    print(f"daemon peak RSS {peak / 2**20:.0f} MiB for {total / 2**20:.0f} MiB in 20 concurrent PUTs")
+    assert peak < 400 * 2**20
+    assert _spool(daemon) == []
+    status = daemon.status()
+    assert "URI:" not in json.dumps(status)
+    assert status["transfers"]["active"] == []
+    assert any(
+        t["kind"] == "upload" and t["stage"] == "done" and t["storage_index"]
+        for t in status["transfers"]["recent"]
+    )
+    code, headers, metrics = daemon.request("GET", "/metrics")
+    assert code == 200 and headers["Content-Type"].startswith("text/plain")
+    assert b'uploader_transfers_total{kind="upload",result="ok"}' in metrics
+    assert b"uploader_network_process_utilisation" in metrics and b"uploader_workers 2.0" in metrics
+
+
+# ---- bad requests ------------------------------------------------------------------------------
+def _raw(d: DaemonProcess, data: bytes, *, shut: bool = False) -> bytes:
+    with socket.create_connection(("127.0.0.1", d.port), timeout=30) as s:
+        s.sendall(data)
+        if shut:
+            s.shutdown(socket.SHUT_WR)
+        chunks = []
+        while chunk := s.recv(65536):
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
+def test_bad_requests_get_the_right_4xx_and_leave_nothing(daemon: DaemonProcess) -> None:
+    good = _put(daemon, random.Random(3).randbytes(200_000))
+    cases = [
+        ("GET", "/uri/URI:CHK:nonsense", {}, b"", 400, "bad cap"),
+        ("GET", "/uri/" + good.replace(":3:10:", ":11:10:"), {}, b"", 400, "bad cap"),
+        ("DELETE", "/uri", {}, b"", 405, "accepts PUT, POST"),
+        ("PUT", f"/uri/{good}", {}, b"x", 405, "accepts GET"),
+        ("GET", "/nowhere", {}, b"", 404, "no such resource"),
+        ("PUT", "/uri?mutable=true", {}, b"x", 400, "immutable"),
+        ("POST", "/uri?t=upload", {"Content-Type": "text/plain"}, b"x", 415, "multipart/form-data"),
+        (
+            "POST",
+            "/uri?t=upload",
+            {"Content-Type": "multipart/form-data; boundary=b"},
+            b'--b\r\nContent-Disposition: form-data; name="t"\r\n\r\nupload\r\n--b--\r\n',
+            400,
+            "no 'file' field",
+        ),
+        ("GET", f"/uri/{good}", {"Range": "bytes=999999-"}, b"", 416, "range starts"),
+    ]
+    for method, path, headers, body, status, words in cases:
+        code, got_headers, text = daemon.request(method, path, body=body, headers=headers)
+        assert code == status, (method, path, text)
+        assert got_headers["Content-Type"].startswith("text/plain") and words in text.decode(), text
+        assert good not in text.decode()
+    assert daemon.request("DELETE", "/uri")[1]["Allow"] == "PUT, POST"
+    # a cap of the right form that no server holds
+    missing = "URI:CHK:" + "a" * 26 + ":" + "a" * 52 + ":3:10:100000"
+    code, headers, text = daemon.request("GET", "/uri/" + missing)
+    assert code == 404 and headers["X-Uploader-Exit-Code"] == "6", text
+    # oversized header
+    reply = _raw(daemon, b"GET /status HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20000 + b"\r\n\r\n")
+    assert reply.startswith(b"HTTP/1.") and b" 400 " in reply.split(b"\r\n")[0]
+    # broken chunked framing
+    reply = _raw(daemon, b"PUT /uri HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n")
+    assert b" 400 " in reply.split(b"\r\n")[0]
+    # bodies that end early: the client goes away mid-body
+    for head in (
+        b"PUT /uri HTTP/1.1\r\nHost: x\r\nContent-Length: 3000000\r\n\r\n",
+        b"POST /uri?t=upload HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+        b'Content-Length: 3000000\r\n\r\n--b\r\nContent-Disposition: form-data; name="file"\r\n\r\n',
+    ):
+        _raw(daemon, head + b"a" * 500_000, shut=True)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        status = daemon.status()
+        truncated = status["transfers"]["recent"][:2]
+        if not status["transfers"]["active"] and all("ended early" in t.get("error", "") for t in truncated):
+            break
+        time.sleep(0.05)
+    assert all(t["stage"] == "failed" and "ended early" in t["error"] for t in truncated), truncated
+    assert _spool(daemon) == []  # nothing half-done: no spool file, no upload started
+    assert _get(daemon, good)[0] == 200  # still serving
+
+
+# ---- put/get through the daemon ------------------------------------------------------------------
+def test_put_and_get_commands_use_the_daemon(daemon: DaemonProcess, tmp_path: Path) -> None:
+    src = tmp_path / "a.bin"
+    src.write_bytes(random.Random(11).randbytes(1_500_000))
+    env = {**os.environ, "UPLOADER_DAEMON": daemon.url}
+    run = [sys.executable, "-m", "uploader"]
+    uploads = daemon.log().count("received")
+    put = subprocess.run(
+        [*run, "put", str(src)], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert put.returncode == 0, put.stderr
+    cap = put.stdout.strip()
+    assert daemon.log().count("received") == uploads + 1  # the daemon did the upload
+    out = tmp_path / "out.bin"
+    get = subprocess.run(
+        [*run, "get", cap, "-o", str(out)], cwd=REPO, env=env, capture_output=True, timeout=120
+    )
+    assert get.returncode == 0, get.stderr
+    assert out.read_bytes() == src.read_bytes()
+    part = subprocess.run(
+        [*run, "get", cap, "--offset", "1000", "--length", "5000"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        timeout=120,
+    )
+    assert part.returncode == 0 and part.stdout == src.read_bytes()[1000:6000]
+    missing = "URI:CHK:" + "a" * 26 + ":" + "a" * 52 + ":3:10:100000"
+    gone = subprocess.run(
+        [*run, "get", missing, "-o", str(tmp_path / "x")], cwd=REPO, env=env, capture_output=True
+    )
+    assert gone.returncode == 6 and not (tmp_path / "x").exists()
+    assert [p for p in os.listdir(tmp_path) if p.endswith(".part")] == []
+
+
+# ---- systemd notify, signals -------------------------------------------------------------------
+def test_notify_ready_watchdog_and_sigterm_drain(grid: LocalGrid, tmp_path: Path) -> None:
+    d = DaemonProcess(_config(grid, tmp_path), tmp_path, abstract=True, watchdog_usec=200_000)
+    try:
+        d.start()
+        # READY came only once the API accepts connections: a connection right now must succeed
+        socket.create_connection(("127.0.0.1", d.port), timeout=5).close()
+        ready = next(i for i, m in enumerate(d.messages) if "READY" in m)
+        assert any("STATUS" in m and "starting" in m["STATUS"] for m in d.messages[:ready])
+        assert d.messages[ready]["READY"] == "1" and d.messages[ready]["MAINPID"] == str(d.pid)
+        deadline = time.monotonic() + 30
+        while sum("WATCHDOG" in m for m in d.messages) < 3 and time.monotonic() < deadline:
+            d.poll_messages()
+        assert sum(m.get("WATCHDOG") == "1" for m in d.messages) >= 3
+        # SIGTERM while an upload runs: it finishes (drained), then the daemon exits 0
+        blob = random.Random(5).randbytes(24 * 1024 * 1024)
+        result: dict[str, str] = {}
+        uploader = threading.Thread(target=lambda: result.setdefault("cap", _put(d, blob)))
+        uploader.start()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            active = d.status()["transfers"]["active"]
+            if active and active[0]["stage"] in ("hashing", "uploading"):
+                break
+            time.sleep(0.02)
+        else:
+            pytest.fail("the upload never became active")
+        mark = len(d.messages)
+        d.signal(signal.SIGTERM)
+        stopping = d.wait_for("STOPPING", 10, after=mark)
+        assert stopping["STOPPING"] == "1"
+        uploader.join(120)
+        assert d.proc is not None and d.proc.wait(120) == 0
+        assert "cap" in result and result["cap"].endswith(f":{len(blob)}")
+        assert "cancelled" not in d.log()
+    finally:
+        d.stop()
+    # read it back through a fresh daemon
+    with DaemonProcess(_config(grid, tmp_path / "again"), tmp_path / "again") as d2:
+        assert _get(d2, result["cap"]) == (200, blob)
+
+
+def test_sighup_resizes_the_pool_under_load(grid: LocalGrid, tmp_path: Path) -> None:
+    config = _config(grid, tmp_path, workers=2)
+    d = DaemonProcess(config, tmp_path)
+    try:
+        d.start()
+        rng = random.Random(9)
+        blobs = [rng.randbytes(rng.randrange(2, 8) * 1024 * 1024) for _ in range(6)]
+        with ThreadPoolExecutor(6) as pool:
+            futures = [pool.submit(_put, d, b) for b in blobs]
+            deadline = time.monotonic() + 60
+            while not any(t["stage"] in ("hashing", "uploading") for t in d.status()["transfers"]["active"]):
+                assert time.monotonic() < deadline, "no upload became active"
+                time.sleep(0.02)
+            assert d.status()["transfers"]["active"]  # the reloads land while uploads run
+            for workers, window in ((1, 2), (3, 4)):
+                _config(
+                    grid,
+                    tmp_path,
+                    workers=workers,
+                    window=window,
+                    log_level="debug",
+                    api_listen="127.0.0.1:1",
+                )
+                mark = len(d.messages)
+                d.signal(signal.SIGHUP)
+                reloading = d.wait_for("RELOADING", 30, after=mark)
+                assert int(reloading["MONOTONIC_USEC"]) > 0
+                d.wait_for("READY", 30, after=mark)
+            caps = [f.result(timeout=180) for f in futures]
+        assert d.status()["workers"]["live"] == 3
+        assert d.status()["settings"]["window"] == 4
+        for blob, cap in zip(blobs, caps, strict=True):
+            assert _get(d, cap) == (200, blob)
+        log = d.log()
+        assert "applied workers, window, log_level" in log and "needs a restart to change api_listen" in log
+        assert "failed" not in log
+    finally:
+        assert d.stop() == 0
+
+
+def test_unit_file_passes_systemd_analyze_verify(tmp_path: Path) -> None:
+    analyze = shutil.which("systemd-analyze")
+    assert analyze, "systemd-analyze is needed to lint the unit file"
+    unit = REPO / "contrib" / "systemd" / "uploader.service"
+    out = subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True, timeout=60)
+    text = out.stdout + out.stderr
+    assert "Unknown key" not in text and "Unknown section" not in text and "Failed to parse" not in text, text
+    body = unit.read_text()
+    for line in ("Type=notify", "ExecReload=/bin/kill -HUP $MAINPID", "WatchdogSec=", "ProtectSystem=strict"):
+        assert line in body
+    assert "python3 -m uploader serve --config /etc/uploader/uploader.toml" in body
