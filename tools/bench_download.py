@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from tools.bench_upload import _grid, _write_file
-from tools.cputime import children_cpu_s, process_cpu_s
+from tools.measure import children_cpu_s, process_cpu_s
 from uploader import aio
 from uploader.chk.caps import ChkCap
 from uploader.config import load_config

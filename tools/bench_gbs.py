@@ -26,15 +26,14 @@ import argparse
 import asyncio
 import json
 import os
-import subprocess
-import sys
 import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import uvloop
 
-from tools.cputime import process_cpu_s, self_cpu_s
+from tools.measure import process_cpu_s, self_cpu_s, storage_server
 from uploader.gbs import StorageClient
 from workers.malloc import tune_malloc
 
@@ -90,38 +89,15 @@ def run(
         size = min(size, 16 * 2**20)
     malloc_tuned = tune_malloc()
     share_size = max(chunk, size // parallel // chunk * chunk)
-    with tempfile.TemporaryDirectory(prefix="bench-gbs-") as tmp:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uploader",
-                "storage",
-                "--dir",
-                f"{tmp}/server",
-                "--listen",
-                "127.0.0.1:0",
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
-        try:
-            assert proc.stdout is not None
-            nurl = proc.stdout.readline().strip()
-            if not nurl:
-                raise RuntimeError("the storage server exited before printing its NURL")
-            uvloop.run(_send(nurl, chunk, 1, chunk, 1))  # warm-up: imports, TLS, first files
-            server0, self0 = process_cpu_s(proc.pid), self_cpu_s()
-            seconds, client_cpu = uvloop.run(_send(nurl, share_size, parallel, chunk, in_flight))
-            server_cpu = process_cpu_s(proc.pid) - server0
-            process_cpu = self_cpu_s() - self0
-        finally:
-            proc.terminate()
-            proc.wait(timeout=30)
-            if proc.stdout is not None:
-                proc.stdout.close()
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-gbs-") as tmp,
+        storage_server(Path(tmp) / "server") as (pid, nurl),
+    ):
+        uvloop.run(_send(nurl, chunk, 1, chunk, 1))  # warm-up: imports, TLS, first files
+        server0, self0 = process_cpu_s(pid), self_cpu_s()
+        seconds, client_cpu = uvloop.run(_send(nurl, share_size, parallel, chunk, in_flight))
+        server_cpu = process_cpu_s(pid) - server0
+        process_cpu = self_cpu_s() - self0
     total = share_size * parallel
     gb = total / 10**9
     return {

@@ -23,8 +23,6 @@ import asyncio
 import json
 import os
 import ssl
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -33,7 +31,7 @@ from typing import Any
 import aiohttp
 import uvloop
 
-from tools.cputime import process_cpu_s, self_cpu_s
+from tools.measure import process_cpu_s, self_cpu_s, storage_server
 from uploader.wire import protocol as wire
 from uploader.wire.nurl import Nurl, parse_nurl
 
@@ -84,30 +82,14 @@ def run(
     share_size = max(1, size // parallel)
     with tempfile.TemporaryDirectory(prefix="bench-storage-") as tmp:
         directory = Path(tmp) / "server"
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "uploader", "storage", "--dir", str(directory), "--listen", "127.0.0.1:0"],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
-        try:
-            assert proc.stdout is not None
-            line = proc.stdout.readline()
-            if not line:
-                raise RuntimeError("storage server exited before printing its NURL")
-            nurl = parse_nurl(line)
+        with storage_server(directory) as (pid, nurl_text):
+            nurl = parse_nurl(nurl_text)
             uvloop.run(_push(nurl, 4096, 1, 4096))  # warm-up: TLS, imports, first allocation
-            cpu0, self0, t0 = process_cpu_s(proc.pid), self_cpu_s(), time.perf_counter()
+            cpu0, self0, t0 = process_cpu_s(pid), self_cpu_s(), time.perf_counter()
             uvloop.run(_push(nurl, share_size, parallel, chunk))
             seconds = time.perf_counter() - t0
-            server_cpu = process_cpu_s(proc.pid) - cpu0
+            server_cpu = process_cpu_s(pid) - cpu0
             client_cpu = self_cpu_s() - self0
-        finally:
-            proc.terminate()
-            proc.wait(timeout=30)
-            if proc.stdout is not None:
-                proc.stdout.close()
     total = share_size * parallel
     gb = total / 10**9
     return {

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tools.cputime import children_cpu_s, process_cpu_s
+from tools.measure import children_cpu_s, process_cpu_s
 from uploader import aio
 from uploader.config import load_config
 from uploader.encoding import encode_file_pooled

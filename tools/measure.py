@@ -1,0 +1,54 @@
+"""For the benchmarks: CPU seconds (user + system) of processes, and a storage server process to measure."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import resource
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu_s(pid: int) -> float:
+    """Another live process's CPU seconds so far (from /proc/PID/stat: utime + stime)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+def self_cpu_s() -> float:
+    """This process's CPU seconds, every thread included."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def children_cpu_s() -> float:
+    """CPU seconds of this process's children that have exited and been reaped (e.g. workers)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+@contextlib.contextmanager
+def storage_server(directory: Path) -> Iterator[tuple[int, str]]:
+    """One ``python -m uploader storage`` process on 127.0.0.1 (port 0): yields (pid, NURL), then stops it."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uploader", "storage", "--dir", str(directory), "--listen", "127.0.0.1:0"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        nurl = proc.stdout.readline().strip()
+        if not nurl:
+            raise RuntimeError("the storage server exited before printing its NURL")
+        yield proc.pid, nurl
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        if proc.stdout is not None:
+            proc.stdout.close()
