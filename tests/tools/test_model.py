@@ -1,0 +1,123 @@
+"""tools/model.py on literal inputs, including its limits (RTT 0, an unshaped link, depth 0)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import pytest
+
+from tools.model import (
+    ModelInput,
+    ideal_depth,
+    idle_s_per_cycle,
+    pipelined_mb_per_s,
+    predict_mb_per_s,
+    stop_and_wait_mb_per_s,
+)
+
+# k=3, N=10, 3 MB segments: 10 MB of shares per segment; 100 Mbit/s = 12.5 MB/s; RTT 50 ms.
+BASE = ModelInput(
+    k=3,
+    n=10,
+    segment_size=3_000_000,
+    pipeline_depth=16_000_000,
+    rtt_s=0.05,
+    bandwidth=12.5e6,
+    encode_mb_per_s=math.inf,
+)
+
+
+def with_(**changes: Any) -> ModelInput:
+    return dataclasses.replace(BASE, **changes)
+
+
+def test_stop_and_wait_idles_one_rtt_per_segment() -> None:
+    # a segment takes 10 MB / 12.5 MB/s = 0.8 s to send, then 0.05 s idle: 3 MB per 0.85 s
+    assert stop_and_wait_mb_per_s(BASE) == pytest.approx(3 / 0.85)
+    assert predict_mb_per_s(BASE, stock_mode=True) == pytest.approx(3 / 0.85)
+
+
+def test_pipelined_fills_the_link() -> None:
+    # 160 MB in flight >> bandwidth x RTT: the link never idles; plaintext = 12.5 x 3/10
+    assert pipelined_mb_per_s(BASE) == pytest.approx(3.75)
+    assert idle_s_per_cycle(BASE) == 0.0
+
+
+def test_shallow_pipeline_is_stop_and_wait() -> None:
+    # depth = one block (1 MB per server): one segment in flight, idle a full RTT per cycle
+    x = with_(pipeline_depth=1_000_000)
+    assert pipelined_mb_per_s(x) == pytest.approx(3 / 0.85)
+    assert idle_s_per_cycle(x) == pytest.approx(0.05)
+
+
+def test_partial_pipeline() -> None:
+    # 1.05 MB per server: 10.5 MB in flight, idle 0.05 + 0.8 - 0.84 s per cycle
+    x = with_(pipeline_depth=1_050_000)
+    assert idle_s_per_cycle(x) == pytest.approx(0.01)
+    assert pipelined_mb_per_s(x) == pytest.approx(10.5 / 0.85 * 0.3)
+
+
+def test_depth_zero_is_stop_and_wait() -> None:
+    x = with_(pipeline_depth=0)
+    assert pipelined_mb_per_s(x) == pytest.approx(stop_and_wait_mb_per_s(x))
+
+
+def test_rtt_zero_is_link_bound() -> None:
+    x = with_(rtt_s=0.0)
+    assert stop_and_wait_mb_per_s(x) == pytest.approx(3.75)
+    assert pipelined_mb_per_s(x) == pytest.approx(3.75)
+
+
+def test_unshaped_link_is_rtt_bound() -> None:
+    x = with_(bandwidth=math.inf)
+    assert stop_and_wait_mb_per_s(x) == pytest.approx(3 / 0.05)  # one segment per RTT
+    # 160 MB of shares in flight per RTT: 48 MB of plaintext per 50 ms
+    assert pipelined_mb_per_s(x) == pytest.approx(48 / 0.05)
+
+
+def test_cpu_caps_everything() -> None:
+    x = with_(bandwidth=math.inf, encode_mb_per_s=100.0, workers=2)
+    assert pipelined_mb_per_s(x) == pytest.approx(200.0)
+    assert stop_and_wait_mb_per_s(x) == pytest.approx(60.0)  # below the CPU cap
+    free = with_(bandwidth=math.inf, rtt_s=0.0, encode_mb_per_s=70.0, workers=1)
+    assert pipelined_mb_per_s(free) == pytest.approx(70.0)
+    assert stop_and_wait_mb_per_s(free) == pytest.approx(70.0)
+
+
+def test_concurrent_uploads() -> None:
+    # stop-and-wait: two segments per cycle, 1.6 s to send + 0.05 idle
+    x = with_(concurrent_uploads=2)
+    assert stop_and_wait_mb_per_s(x) == pytest.approx(6 / 1.65)
+    # the per-server budget is shared, so pipelining gains nothing more from a second upload
+    assert pipelined_mb_per_s(x) == pytest.approx(3.75)
+
+
+def test_window_caps_in_flight() -> None:
+    # window 1 = one segment in flight, whatever the depth
+    x = with_(window=1, bandwidth=math.inf)
+    assert pipelined_mb_per_s(x) == pytest.approx(3 / 0.05)
+
+
+def test_ideal_depth() -> None:
+    assert ideal_depth(12.5e6, 0.05, 10) == pytest.approx(62_500)
+    assert ideal_depth(12.5e6, 0.05, 10, concurrent_uploads=2) == pytest.approx(31_250)
+    assert ideal_depth(12.5e6, 0.0, 10) == 0.0
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"k": 11},
+        {"segment_size": 0},
+        {"pipeline_depth": -1},
+        {"rtt_s": -0.1},
+        {"bandwidth": 0.0},
+        {"encode_mb_per_s": 0.0},
+        {"workers": 0},
+    ],
+)
+def test_rejects_bad_inputs(bad: dict[str, Any]) -> None:
+    with pytest.raises(ValueError):
+        with_(**bad)
