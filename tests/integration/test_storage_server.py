@@ -570,3 +570,26 @@ def test_a_second_server_on_the_same_directory_refuses_to_start(server: ServerPr
     assert server.client.version().available_space > 0  # the first one is untouched
     log = server.directory.parent / f"{server.directory.name}.log"
     assert "already running" in log.read_text()
+
+
+# --- RTT emulation (benchmarks only) ------------------------------------------------------------
+
+
+def test_emulated_rtt_holds_every_response(tmp_path: Path) -> None:
+    """``--emulate-rtt-ms`` holds each response at least that long (a lower bound only: an
+    overloaded machine may add any delay, never take it away)."""
+    delayed = ServerProcess(tmp_path / "delayed", "--emulate-rtt-ms", "150")
+    try:
+        conn = delayed.client
+        assert conn.request("GET", "/storage/v1/version").status == 200  # connected, warm
+        for method, path in (
+            ("GET", "/storage/v1/version"),
+            ("GET", f"/storage/v1/immutable/{wire.storage_index_text(new_si())}/shares"),
+        ):
+            start = time.monotonic()
+            resp = conn.request(method, path)
+            elapsed = time.monotonic() - start
+            assert resp.status == 200
+            assert elapsed >= 0.15 * 0.95, (method, path, elapsed)  # asyncio may wake a tick early
+    finally:
+        assert delayed.stop() == 0

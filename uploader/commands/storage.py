@@ -3,6 +3,10 @@
 Prints its NURL on stdout once it listens (also written to ``DIR/nurl``) and runs until SIGTERM or
 SIGINT. Without ``--listen`` it listens on the address of its previous run (so its NURL stays the
 same), or on 127.0.0.1 with a free port the first time.
+
+``--emulate-rtt-ms MS`` (hidden, for ``tools/bench_model``) holds every response MS milliseconds
+after its request was handled, emulating a round-trip time on loopback (``storage/app.py`` says
+what it does and does not emulate).
 """
 
 from __future__ import annotations
@@ -63,6 +67,16 @@ def _positive_seconds(text: str) -> float:
     return value
 
 
+def _non_negative_ms(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < 3_600_000:
+        raise argparse.ArgumentTypeError(f"expected milliseconds >= 0, got {text!r}")
+    return value
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "storage",
@@ -102,6 +116,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="SECONDS",
         help="silence allowed while a request body is arriving (default 60)",
     )
+    p.add_argument(  # benchmarks only (tools/bench_model.py): hidden from --help
+        "--emulate-rtt-ms", type=_non_negative_ms, default=0.0, help=argparse.SUPPRESS
+    )
     p.set_defaults(run=run)
 
 
@@ -136,5 +153,6 @@ def run(args: argparse.Namespace, config: Config) -> int:
         ),
         request_timeout_s=args.request_timeout,
         application_version=f"uploader/{VERSION}".encode("ascii"),
+        emulate_rtt_s=args.emulate_rtt_ms / 1000,
     )
     return run_server(settings)

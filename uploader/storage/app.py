@@ -24,6 +24,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 
@@ -44,6 +45,8 @@ class AppSettings:
     swissnum: str
     application_version: bytes = b"uploader/0.1.0"
     request_timeout_s: float = 60.0  # silence allowed while reading a request body
+    # Benchmarks only: hold every response this long after its handler ends (see ``_emulated_rtt``).
+    emulate_rtt_s: float = 0.0
 
 
 class NotAcceptable(UploaderError):
@@ -69,6 +72,26 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return web.Response(status=exc.http_status, text=str(exc))
 
 
+def _emulated_rtt(delay_s: float) -> Callable[..., Awaitable[web.StreamResponse]]:
+    """Hold each response ``delay_s`` after the request was handled (its body read and stored).
+
+    What it emulates: the round trip a client sees between the last byte of a request and the
+    response — an uploader's ack latency, which is what stop-and-wait and the pipeline depth
+    depend on. What it does not: propagation of the request's bytes (bulk data still flows at
+    loopback speed, so TCP's window and slow start are not limited by RTT), connection and TLS
+    set-up, and responses a handler already streamed (large reads) are held only after the last
+    byte. Use it to study request-level latency, not TCP behaviour over a long path.
+    """
+
+    @web.middleware
+    async def delay(request: web.Request, handler: Handler) -> web.StreamResponse:
+        response = await handler(request)
+        await asyncio.sleep(delay_s)
+        return response
+
+    return delay
+
+
 def _is_utf8(text: str) -> bool:
     try:
         text.encode("utf-8")
@@ -85,7 +108,10 @@ class StorageApp:
         self.settings = settings
 
     def application(self) -> web.Application:
-        app = web.Application(middlewares=[_errors], client_max_size=wire.DEFAULT_BODY_LIMIT)
+        middlewares: list[Any] = [_errors]
+        if self.settings.emulate_rtt_s > 0:
+            middlewares.insert(0, _emulated_rtt(self.settings.emulate_rtt_s))  # errors are held too
+        app = web.Application(middlewares=middlewares, client_max_size=wire.DEFAULT_BODY_LIMIT)
         base = "/storage/v1/immutable/" + _SI
         app.router.add_get("/storage/v1/version", self.version, allow_head=False)
         app.router.add_post(base, self.allocate)

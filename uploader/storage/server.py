@@ -54,6 +54,7 @@ class ServerSettings:
     request_timeout_s: float = 60.0
     keepalive_timeout_s: float = 75.0
     application_version: bytes = b"uploader/0.1.0"
+    emulate_rtt_s: float = 0.0  # benchmarks only: every response held this long (AppSettings)
 
 
 def tls_context(identity: Identity) -> ssl.SSLContext:
@@ -97,6 +98,7 @@ class StorageServer:
             swissnum=self.identity.swissnum,
             application_version=settings.application_version,
             request_timeout_s=settings.request_timeout_s,
+            emulate_rtt_s=settings.emulate_rtt_s,
         )
         self.app = StorageApp(self.store, app_settings).application()
         self._runner: web.AppRunner | None = None
@@ -171,6 +173,8 @@ def run_server(settings: ServerSettings) -> int:
     def ready(nurl: Nurl) -> None:
         print(nurl, flush=True)
         log.info("storage server listening on %s:%d", settings.host, nurl.port)
+        if settings.emulate_rtt_s > 0:
+            log.warning("emulating RTT: every response held %g ms", settings.emulate_rtt_s * 1000)
 
     try:
         import uvloop
