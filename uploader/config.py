@@ -51,6 +51,9 @@ class Config:
     # saves per-request CPU on both ends. Memory: window x (N/k x segment size) of shared slots.
     pipeline_depth: int = 16 * 1024 * 1024  # bytes in flight per server
     window: int = 16  # segments in flight per upload
+    # Behave like stock Tahoe-LAFS's uploader (one segment at a time, stop-and-wait, 1 MB write
+    # batches) for side-by-side benchmarks; the shares and the cap are the same either way.
+    stock_mode: bool = False
     erasure_backend: str = "auto"
     convergence_secret_file: Path | None = None  # None: <config dir>/uploader/convergence
     api_listen: str = DEFAULT_API_LISTEN
@@ -87,6 +90,16 @@ def _positive_float(name: str, value: Any) -> float:
     if not number > 0:
         raise ValueError("expected a number of seconds > 0")
     return number
+
+
+def _bool(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "1", "yes", "on"):
+        return True
+    if isinstance(value, str) and value.lower() in ("false", "0", "no", "off"):
+        return False
+    raise ValueError("expected true or false")
 
 
 def _choice(options: tuple[str, ...]) -> Any:
@@ -127,6 +140,7 @@ _PARSERS: dict[str, Any] = {
     "max_segment_size": _positive_int,
     "pipeline_depth": _positive_int,
     "window": _positive_int,
+    "stock_mode": _bool,
     "erasure_backend": _choice(ERASURE_BACKENDS),
     "convergence_secret_file": _path,
     "api_listen": _host_port,

@@ -46,7 +46,12 @@ class GridClient:
             )
         self.config = config
         self.params = EncodingParams(config.shares_needed, config.shares_total, config.max_segment_size)
-        self.settings = UploadSettings(self.params, config.shares_happy, config.window, config.pipeline_depth)
+        if config.stock_mode:
+            self.settings = UploadSettings.stock(self.params, config.shares_happy, config.pipeline_depth)
+        else:
+            self.settings = UploadSettings(
+                self.params, config.shares_happy, config.window, config.pipeline_depth
+            )
         slots = slot_count or config.window * max_uploads + 2 * config.workers
         self.pool = WorkerPool(config.workers, slot_count=slots, slot_size=slot_size_for(self.params))
         self.clients: list[StorageClient] = []
@@ -108,7 +113,8 @@ class GridClient:
         Other settings are ignored here: the caller says they need a restart."""
         if config.workers != self.pool.size:
             await self.pool.resize(config.workers)
-        self.settings = replace(self.settings, window=config.window, pipeline_depth=config.pipeline_depth)
+        window = 1 if self.settings.stock_mode else config.window
+        self.settings = replace(self.settings, window=window, pipeline_depth=config.pipeline_depth)
         for budget in self._budgets.values():
             await budget.resize(config.pipeline_depth)
         old = {c.nurl: c for c in self.clients}

@@ -50,6 +50,7 @@ log = logging.getLogger("uploader.upload")
 RETRY_DELAYS_S = (0.2, 0.5, 1.0, 2.0)
 MIN_EARLY_WRITE = 64 * 1024  # a write sent before it is full must carry at least this much
 TAIL_HOLDBACK = 1  # bytes of each share kept back until every share is otherwise written
+STOCK_WRITE_SIZE = 1_000_000  # allmydata.immutable.layout.WriteBucketProxy's batch_size (1.20)
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,14 @@ class UploadSettings:
     window: int  # segments in flight for this upload
     pipeline_depth: int  # bytes in flight per server
     write_size: int = 4 * 1024 * 1024  # coalesce consecutive blocks of a share up to this many bytes
+    # Stock Tahoe-LAFS's behaviour, for side-by-side benchmarks (``Config.stock_mode``): one
+    # segment at a time (window 1), each segment's writes acknowledged before the next segment is
+    # encoded (stop-and-wait), blocks batched per share into writes of STOCK_WRITE_SIZE bytes.
+    stock_mode: bool = False
+
+    @classmethod
+    def stock(cls, params: EncodingParams, happy: int, pipeline_depth: int) -> UploadSettings:
+        return cls(params, happy, 1, pipeline_depth, STOCK_WRITE_SIZE, stock_mode=True)
 
 
 @dataclass
@@ -313,6 +322,9 @@ class Upload:
 
     # ---- pass 2 -------------------------------------------------------------------------------
     async def _on_segment(self, result: EncodeResult) -> None:
+        if self.settings.stock_mode:
+            await self._on_segment_stock(result)
+            return
         live = [b for b in self.buckets if b.live]
         hold = SegmentHold(result, len(live), self._segment_sent)
         for bucket in live:
@@ -335,12 +347,40 @@ class Upload:
         if self._lost_event.is_set():
             await self._recover()
 
+    async def _on_segment_stock(self, result: EncodeResult) -> None:
+        """Stop-and-wait, as Tahoe's encoder does: batch each share's block (copied, so the slot
+        is free for the next segment, as Tahoe's buffers are its own), send the batches that are
+        full, and wait for every write in flight to be acknowledged before the next segment."""
+        try:
+            for bucket in (b for b in self.buckets if b.live):
+                if not bucket.pending:
+                    bucket.pending_offset = self.layout.block_offset(result.segment)
+                    if result.segment == 0:
+                        bucket.pending.append(self.layout.pack_header())
+                        bucket.pending_offset = 0
+                        bucket.pending_bytes += self.layout.header_size
+                block = bytes(result.blocks[bucket.shnum])
+                bucket.pending.append(block)
+                bucket.pending_bytes += len(block)
+        finally:
+            result.release()
+        self._segment_sent(result.segment)
+        self.next_segment = result.segment + 1
+        for bucket in self.buckets:
+            if bucket.pending_bytes >= self.settings.write_size:
+                await self._flush(bucket)
+        await self._drain()
+        if self._lost_event.is_set():
+            await self._recover()
+
     def _segment_sent(self, segment: int) -> None:
         if self.progress is not None:
             self.progress(self.geometry.segment_length(segment))
 
     async def _on_stall(self) -> None:
         """The workers are behind: send what is coalesced for links that have nothing in flight."""
+        if self.settings.stock_mode:
+            return  # Tahoe sends a batch only once it is full
         for bucket in self.buckets:
             if bucket.pending_bytes >= MIN_EARLY_WRITE and bucket.link.budget.idle:
                 await self._flush(bucket)

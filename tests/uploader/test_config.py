@@ -112,3 +112,11 @@ def test_the_readme_example_is_a_valid_configuration(tmp_path: Path) -> None:
     path = write(tmp_path, example.group(1))
     config = load_config(path, {"HOME": "/"}, {})
     assert isinstance(config, Config) and len(config.servers) == 1
+
+
+def test_stock_mode_parses_booleans(tmp_path: Path) -> None:
+    assert load_config(write(tmp_path, "stock_mode = true\n"), {}, {}).stock_mode is True
+    assert load_config(None, {"UPLOADER_STOCK_MODE": "false", "HOME": str(tmp_path)}, {}).stock_mode is False
+    assert load_config(None, {"UPLOADER_STOCK_MODE": "1", "HOME": str(tmp_path)}, {}).stock_mode is True
+    with pytest.raises(ConfigError, match=r"stock_mode is 'maybe' .*UPLOADER_STOCK_MODE.*true or false"):
+        load_config(None, {"UPLOADER_STOCK_MODE": "maybe", "HOME": str(tmp_path)}, {})
