@@ -7,7 +7,7 @@ import os
 import resource
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 _TICKS = os.sysconf("SC_CLK_TCK")
@@ -32,10 +32,21 @@ def children_cpu_s() -> float:
 
 
 @contextlib.contextmanager
-def storage_server(directory: Path) -> Iterator[tuple[int, str]]:
-    """One ``python -m uploader storage`` process on 127.0.0.1 (port 0): yields (pid, NURL), then stops it."""
+def storage_server(directory: Path, args: Sequence[str] = ()) -> Iterator[tuple[int, str]]:
+    """One ``python -m uploader storage`` process on 127.0.0.1 (port 0), with extra ``args``:
+    yields (pid, NURL), then stops it."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "uploader", "storage", "--dir", str(directory), "--listen", "127.0.0.1:0"],
+        [
+            sys.executable,
+            "-m",
+            "uploader",
+            "storage",
+            "--dir",
+            str(directory),
+            "--listen",
+            "127.0.0.1:0",
+            *args,
+        ],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,

@@ -11,20 +11,29 @@ results in MB/s of plaintext (MB = 10^6 bytes), as the benchmarks report them.
 | ``U`` | concurrent uploads |
 | ``bw``, ``RTT`` | the client's upstream link rate and the round trip to every server |
 
-Stop-and-wait (stock Tahoe-LAFS, our ``stock_mode``): each upload sends one segment's N blocks,
-waits for every ack, then sends the next. A cycle carries ``U·B`` share bytes and lasts
-``U·B/bw + RTT`` (the link idles one RTT per segment).
+Stop-and-wait (stock Tahoe-LAFS, our ``stock_mode``): each upload encodes a segment (one worker:
+nothing overlaps), buffers each share's block, and once a share's buffer reaches ``write_size``
+(Tahoe: 1,000,000 bytes) sends the batches and waits for every ack. So the link idles one RTT per
+``m = ceil(write_size / block)`` segments, not per segment (a segment that only fills buffers
+waits for nothing). A cycle carries ``U·m·B`` share bytes and lasts
+``U·m·S / (min(workers, U)·encode rate) + U·m·B/bw + RTT``.
 
-Pipelined (our default): ``W = N·max(D, S/k)`` share bytes are in flight (a write never carries
-less than one block, and the per-server budget is shared by all uploads, so ``W`` does not grow
-with ``U``), capped by the segments in flight (``U·window·B``). The first ack comes back
-``RTT + B/bw`` after a cycle starts, so the link idles ``max(0, RTT + B/bw − W/bw)`` per cycle of
-``W`` bytes — ARCHITECTURE.md's ``RTT − N·D/bw`` plus the time to send one segment, which has to
-arrive whole before it is acknowledged. Share rate = ``W / max(W/bw, RTT + B/bw)``; with
-``D = 0`` (or ``W = B``) that is exactly stop-and-wait.
+Pipelined (our default): each server has ``max(D, write)`` share bytes in flight, where
+``write = min(write_size, window/2 blocks)`` is the largest coalesced write (a write larger than
+the budget still goes, alone); the budget is shared by all uploads, so this does not grow with
+``U``; all in flight is capped by the segments in flight (``U·window·B``): ``W``. The first ack
+comes back ``RTT + B/bw`` after a cycle starts, so the link idles ``max(0, RTT + B/bw − W/bw)``
+per cycle of ``W`` bytes — ARCHITECTURE.md's ``RTT − N·D/bw`` plus the time to send one
+segment, which has to arrive whole before it is acknowledged. Share rate =
+``W / max(W/bw, RTT + B/bw)``; with ``W = B`` (one block per server) that is stop-and-wait
+with free CPU.
 
 Either result is capped by the CPU: ``workers × encode rate`` (per-worker plaintext MB/s,
 measured by a microbenchmark), and by the link itself (``bw·k/N`` of plaintext).
+
+A whole upload (``upload_mb_per_s``) adds what does not depend on the steady state: the
+convergent-key pass over the file (one worker hashes it: ``size / key pass rate``) and
+``FIXED_ROUND_TRIPS`` round trips (list shares, allocate, trailers, the held-back last bytes).
 """
 
 from __future__ import annotations
@@ -33,6 +42,7 @@ import math
 from dataclasses import dataclass
 
 MB = 1e6
+FIXED_ROUND_TRIPS = 4  # list shares, allocate, trailers, last bytes: each waits for every server
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,16 +57,18 @@ class ModelInput:
     workers: int = 1
     concurrent_uploads: int = 1
     window: int = 16  # segments in flight per upload (pipelined mode only)
+    write_size: int = 4 * 1024 * 1024  # largest write per share (stock Tahoe: 1,000,000)
+    key_pass_mb_per_s: float = math.inf  # one worker hashing the plaintext for the convergent key
 
     def __post_init__(self) -> None:
         if not 1 <= self.k <= self.n:
             raise ValueError(f"need 1 <= k <= n, got k={self.k}, n={self.n}")
-        if self.segment_size < 1 or self.workers < 1 or self.concurrent_uploads < 1 or self.window < 1:
-            raise ValueError("segment_size, workers, concurrent_uploads and window must be >= 1")
+        if min(self.segment_size, self.workers, self.concurrent_uploads, self.window, self.write_size) < 1:
+            raise ValueError("segment_size, workers, concurrent_uploads, window and write_size must be >= 1")
         if self.pipeline_depth < 0 or self.rtt_s < 0:
             raise ValueError("pipeline_depth and rtt_s must be >= 0")
-        if not self.bandwidth > 0 or not self.encode_mb_per_s > 0:
-            raise ValueError("bandwidth and encode_mb_per_s must be > 0")
+        if not self.bandwidth > 0 or not self.encode_mb_per_s > 0 or not self.key_pass_mb_per_s > 0:
+            raise ValueError("bandwidth, encode_mb_per_s and key_pass_mb_per_s must be > 0")
 
     @property
     def segment_share_bytes(self) -> float:
@@ -75,10 +87,17 @@ def cpu_mb_per_s(x: ModelInput) -> float:
     return x.workers * x.encode_mb_per_s
 
 
+def segments_per_wait(x: ModelInput) -> int:
+    """Stop-and-wait: segments buffered per round trip (one batch of ``write_size`` per share)."""
+    return max(1, math.ceil(x.write_size / math.ceil(x.segment_size / x.k)))
+
+
 def stop_and_wait_mb_per_s(x: ModelInput) -> float:
-    """One segment per upload in flight; the link idles one RTT per segment."""
-    cycle_bytes = x.concurrent_uploads * x.segment_share_bytes
-    cycle_s = cycle_bytes / x.bandwidth + x.rtt_s
+    """Encode, buffer, and every ``segments_per_wait`` segments send and wait one RTT."""
+    m, u = segments_per_wait(x), x.concurrent_uploads
+    cycle_bytes = u * m * x.segment_share_bytes
+    encode_s = u * m * x.segment_size / (min(x.workers, u) * x.encode_mb_per_s * MB)
+    cycle_s = encode_s + cycle_bytes / x.bandwidth + x.rtt_s
     if cycle_s == 0:
         return _cap(x, math.inf)
     return _cap(x, cycle_bytes / cycle_s)
@@ -86,7 +105,9 @@ def stop_and_wait_mb_per_s(x: ModelInput) -> float:
 
 def in_flight_bytes(x: ModelInput) -> float:
     """Share bytes in flight on the link in pipelined mode (see the module table)."""
-    per_server = max(x.pipeline_depth, x.segment_size / x.k)
+    block = x.segment_size / x.k
+    write = max(block, min(x.write_size, max(1, x.window // 2) * block))
+    per_server = max(x.pipeline_depth, write)
     return min(x.n * per_server, x.concurrent_uploads * x.window * x.segment_share_bytes)
 
 
@@ -106,6 +127,19 @@ def pipelined_mb_per_s(x: ModelInput) -> float:
 
 def predict_mb_per_s(x: ModelInput, stock_mode: bool = False) -> float:
     return stop_and_wait_mb_per_s(x) if stock_mode else pipelined_mb_per_s(x)
+
+
+def upload_seconds(x: ModelInput, size: int, stock_mode: bool = False) -> float:
+    """One whole upload of ``size`` bytes: key pass + fixed round trips + the steady state."""
+    steady = predict_mb_per_s(x, stock_mode) * MB
+    key_pass = size / (x.key_pass_mb_per_s * MB)
+    return key_pass + FIXED_ROUND_TRIPS * x.rtt_s + (size / steady if size else 0.0)
+
+
+def upload_mb_per_s(x: ModelInput, size: int, stock_mode: bool = False) -> float:
+    """Plaintext MB/s of one whole upload of ``size`` bytes (what the benchmarks measure)."""
+    seconds = upload_seconds(x, size, stock_mode)
+    return math.inf if seconds == 0 else size / seconds / MB
 
 
 def ideal_depth(bandwidth: float, rtt_s: float, n: int, concurrent_uploads: int = 1) -> float:

@@ -14,7 +14,10 @@ from tools.model import (
     idle_s_per_cycle,
     pipelined_mb_per_s,
     predict_mb_per_s,
+    segments_per_wait,
     stop_and_wait_mb_per_s,
+    upload_mb_per_s,
+    upload_seconds,
 )
 
 # k=3, N=10, 3 MB segments: 10 MB of shares per segment; 100 Mbit/s = 12.5 MB/s; RTT 50 ms.
@@ -26,6 +29,7 @@ BASE = ModelInput(
     rtt_s=0.05,
     bandwidth=12.5e6,
     encode_mb_per_s=math.inf,
+    write_size=1_000_000,  # one block: no batching of segments
 )
 
 
@@ -80,7 +84,8 @@ def test_unshaped_link_is_rtt_bound() -> None:
 def test_cpu_caps_everything() -> None:
     x = with_(bandwidth=math.inf, encode_mb_per_s=100.0, workers=2)
     assert pipelined_mb_per_s(x) == pytest.approx(200.0)
-    assert stop_and_wait_mb_per_s(x) == pytest.approx(60.0)  # below the CPU cap
+    # stop-and-wait encodes on one worker, then waits: 3 MB per (0.03 s + 0.05 s)
+    assert stop_and_wait_mb_per_s(x) == pytest.approx(3 / 0.08)
     free = with_(bandwidth=math.inf, rtt_s=0.0, encode_mb_per_s=70.0, workers=1)
     assert pipelined_mb_per_s(free) == pytest.approx(70.0)
     assert stop_and_wait_mb_per_s(free) == pytest.approx(70.0)
@@ -100,6 +105,35 @@ def test_window_caps_in_flight() -> None:
     assert pipelined_mb_per_s(x) == pytest.approx(3 / 0.05)
 
 
+def test_whole_upload_adds_key_pass_and_fixed_round_trips() -> None:
+    # 30 MB: key pass 30/100 = 0.3 s, 4 round trips 0.2 s, steady state 30/3.75 = 8 s
+    x = with_(key_pass_mb_per_s=100.0)
+    assert upload_seconds(x, 30_000_000) == pytest.approx(8.5)
+    assert upload_mb_per_s(x, 30_000_000) == pytest.approx(30 / 8.5)
+    assert upload_seconds(x, 30_000_000, stock_mode=True) == pytest.approx(0.5 + 30 / (3 / 0.85))
+    # nothing costs anything: infinite
+    free = with_(rtt_s=0.0, bandwidth=math.inf)
+    assert upload_mb_per_s(free, 1000) == math.inf
+
+
+def test_stock_batches_segments_between_waits() -> None:
+    # Tahoe's 4 MB batches of 1 MB blocks: the link waits once per 4 segments
+    x = with_(write_size=4_000_000, bandwidth=math.inf)
+    assert segments_per_wait(x) == 4
+    assert stop_and_wait_mb_per_s(x) == pytest.approx(12 / 0.05)
+    assert segments_per_wait(with_(write_size=1_000_001)) == 2
+
+
+def test_a_coalesced_write_larger_than_the_depth_still_goes() -> None:
+    # depth 0, but writes of 4 blocks (min(4 MB, window/2 = 8 blocks)): 40 MB in flight
+    x = with_(pipeline_depth=0, write_size=4_000_000, bandwidth=math.inf)
+    assert pipelined_mb_per_s(x) == pytest.approx(12 / 0.05)
+    # window 2: at most one block per write (window/2 = 1)
+    assert pipelined_mb_per_s(
+        with_(pipeline_depth=0, write_size=4_000_000, window=2, bandwidth=math.inf)
+    ) == (pytest.approx(3 / 0.05))
+
+
 def test_ideal_depth() -> None:
     assert ideal_depth(12.5e6, 0.05, 10) == pytest.approx(62_500)
     assert ideal_depth(12.5e6, 0.05, 10, concurrent_uploads=2) == pytest.approx(31_250)
@@ -116,6 +150,8 @@ def test_ideal_depth() -> None:
         {"bandwidth": 0.0},
         {"encode_mb_per_s": 0.0},
         {"workers": 0},
+        {"write_size": 0},
+        {"key_pass_mb_per_s": 0.0},
     ],
 )
 def test_rejects_bad_inputs(bad: dict[str, Any]) -> None:
