@@ -9,13 +9,16 @@ and sweeps one factor at a time around a base point (k=3, N=10, 1 MiB segments, 
 |---|---|
 | ``rtt`` | 0, 10, 50 ms, for the default pipeline and for ``stock_mode`` |
 | ``depth`` | pipeline depth 128 KiB … 16 MiB at RTT 50 ms |
+| ``bandwidth`` | 100 Mbit/s (and 1 Gbit/s in the full sweep) at RTT 50 ms, default and stock |
 
 Each point uploads its own random file (so nothing is deduplicated) through a fresh
 ``GridClient`` and writes a row of ``DIR/model.csv``; ``DIR/model.png`` plots measured against
-predicted. The model's inputs are the settings of the point, the emulated RTT, an unshaped link
-(``bandwidth = inf``: loopback, no tbf yet) and the per-worker encode rate measured here by a
+predicted. The model's inputs are the settings of the point, the emulated RTT, the link (tbf's
+rate on a veth link into a namespace where the servers run, ``tools/netshape``; else loopback,
+``bandwidth = inf``) and the per-worker encode rate measured here by a
 microbenchmark of ``encode_segment`` before the sweep — never fitted to the sweep.
-``measured_mb_per_s`` is plaintext MB/s (MB = 10^6 bytes) from the key pass to the last 201.
+``measured_mb_per_s`` is plaintext MB/s (MB = 10^6 bytes) from the key pass to the last 201;
+``link_utilisation`` is share bytes sent per second over the shaped rate. Shaping needs root.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ COLUMNS = (
     "sweep",
     "mode",
     "rtt_ms",
+    "bandwidth_mbit",
     "pipeline_depth",
     "segment_size",
     "workers",
@@ -56,6 +60,7 @@ COLUMNS = (
     "measured_mb_per_s",
     "predicted_mb_per_s",
     "ratio",
+    "link_utilisation",
     "predicted_steady_mb_per_s",
     "encode_mb_per_s",
     "key_pass_mb_per_s",
@@ -69,6 +74,7 @@ class Point:
     rtt_ms: float
     pipeline_depth: int
     segment_size: int = MIB
+    bandwidth_mbit: float = 0.0  # 0: unshaped loopback; else tbf on a veth link (tools/netshape)
 
 
 def sweep(quick: bool) -> list[Point]:
@@ -79,6 +85,8 @@ def sweep(quick: bool) -> list[Point]:
     ]
     depths = (128 * KIB, 1 * MIB, 16 * MIB) if quick else (128 * KIB, 512 * KIB, 1 * MIB, 4 * MIB, 16 * MIB)
     points += [Point("depth", "default", 50.0, d) for d in depths]
+    rates = (100.0,) if quick else (100.0, 1000.0)
+    points += [Point("bandwidth", m, 50.0, base_depth, MIB, r) for r in rates for m in ("default", "stock")]
     return points
 
 
@@ -107,15 +115,23 @@ def key_pass_rate(segment_size: int, k: int, n: int, total: int) -> float:
 
 
 @contextlib.contextmanager
-def servers(directory: Path, count: int, rtt_ms: float) -> Iterator[list[str]]:
-    """``count`` storage server processes holding each response ``rtt_ms``; yields their NURLs."""
+def servers(directory: Path, count: int, rtt_ms: float, bandwidth_mbit: float) -> Iterator[list[str]]:
+    """``count`` storage server processes holding each response ``rtt_ms``, behind a link shaped
+    to ``bandwidth_mbit`` (0: on 127.0.0.1, unshaped); yields their NURLs."""
     from tools.measure import storage_server
+    from tools.netshape import shaped_link
 
     with contextlib.ExitStack() as stack:
+        prefix: list[str] = []
+        host = "127.0.0.1"
+        if bandwidth_mbit > 0:
+            link = stack.enter_context(shaped_link(int(bandwidth_mbit * 1e6)))
+            prefix, host = link.exec_prefix(), link.ns_ip
         nurls = []
         for i in range(count):
             args = ("--emulate-rtt-ms", str(rtt_ms)) if rtt_ms > 0 else ()
-            _, nurl = stack.enter_context(storage_server(directory / f"rtt{rtt_ms:g}-s{i}", args))
+            where = directory / f"rtt{rtt_ms:g}-bw{bandwidth_mbit:g}-s{i}"
+            _, nurl = stack.enter_context(storage_server(where, args, prefix, host))
             nurls.append(nurl)
         yield nurls
 
@@ -126,16 +142,16 @@ def _config(directory: Path, nurls: Sequence[str], settings: dict[str, Any]) -> 
     return load_config(toml, {"HOME": str(directory)}, settings)
 
 
-async def _upload(config: Config, path: Path) -> float:
+async def _upload(config: Config, path: Path) -> tuple[float, int]:
     async with GridClient(config, max_uploads=1) as client:
         result = await client.upload(path)
-    return result.seconds
+    return result.seconds, result.share_bytes_sent
 
 
 def measure(
     point: Point, nurls: Sequence[str], directory: Path, size: int, k: int, n: int, workers: int
-) -> float:
-    """Seconds to upload ``size`` fresh random bytes at ``point``."""
+) -> tuple[float, int]:
+    """Seconds to upload ``size`` fresh random bytes at ``point``, and the share bytes sent."""
     path = directory / "file"
     path.write_bytes(os.urandom(size))
     config = _config(
@@ -167,7 +183,7 @@ def predict(
         segment_size=point.segment_size,
         pipeline_depth=point.pipeline_depth,
         rtt_s=point.rtt_ms / 1000,
-        bandwidth=math.inf,
+        bandwidth=point.bandwidth_mbit * 1e6 / 8 if point.bandwidth_mbit > 0 else math.inf,
         encode_mb_per_s=rate,
         workers=workers,
         window=1 if point.mode == "stock" else Config.window,
@@ -198,10 +214,10 @@ def run(
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bench-model-") as tmp:
         base = Path(tmp)
-        for rtt in sorted({p.rtt_ms for p in points}):
-            with servers(base, n, rtt) as nurls:
-                for point in (p for p in points if p.rtt_ms == rtt):
-                    seconds = measure(point, nurls, base, size, k, n, workers)
+        for rtt, bw in sorted({(p.rtt_ms, p.bandwidth_mbit) for p in points}):
+            with servers(base, n, rtt, bw) as nurls:
+                for point in (p for p in points if (p.rtt_ms, p.bandwidth_mbit) == (rtt, bw)):
+                    seconds, sent = measure(point, nurls, base, size, k, n, workers)
                     measured = size / seconds / 1e6
                     predicted, steady = predict(
                         point, k, n, workers, rates[point.segment_size], key_rate, size
@@ -212,15 +228,15 @@ def run(
                         "measured_mb_per_s": round(measured, 2),
                         "predicted_mb_per_s": round(predicted, 2),
                         "ratio": round(measured / predicted, 3),
+                        "link_utilisation": (round(sent / seconds / (bw * 1e6 / 8), 3) if bw > 0 else ""),
                         "predicted_steady_mb_per_s": round(steady, 2),
                         "encode_mb_per_s": round(rates[point.segment_size], 1),
                         "key_pass_mb_per_s": round(key_rate, 1),
                     }
                     rows.append(row)
     order = {p: i for i, p in enumerate(points)}
-    rows.sort(
-        key=lambda r: order[Point(r["sweep"], r["mode"], r["rtt_ms"], r["pipeline_depth"], r["segment_size"])]
-    )
+    fields = Point.__slots__
+    rows.sort(key=lambda r: order[Point(**{f: r[f] for f in fields})])
     csv_path = out / "model.csv"
     with csv_path.open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=COLUMNS)

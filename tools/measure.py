@@ -32,11 +32,14 @@ def children_cpu_s() -> float:
 
 
 @contextlib.contextmanager
-def storage_server(directory: Path, args: Sequence[str] = ()) -> Iterator[tuple[int, str]]:
-    """One ``python -m uploader storage`` process on 127.0.0.1 (port 0), with extra ``args``:
-    yields (pid, NURL), then stops it."""
+def storage_server(
+    directory: Path, args: Sequence[str] = (), prefix: Sequence[str] = (), host: str = "127.0.0.1"
+) -> Iterator[tuple[int, str]]:
+    """One ``python -m uploader storage`` process on ``host`` (port 0), with extra ``args``, its
+    command after ``prefix`` (e.g. ``ip netns exec NS``): yields (pid, NURL), then stops it."""
     proc = subprocess.Popen(
         [
+            *prefix,
             sys.executable,
             "-m",
             "uploader",
@@ -44,7 +47,7 @@ def storage_server(directory: Path, args: Sequence[str] = ()) -> Iterator[tuple[
             "--dir",
             str(directory),
             "--listen",
-            "127.0.0.1:0",
+            f"{host}:0",
             *args,
         ],
         stdin=subprocess.DEVNULL,
