@@ -29,7 +29,9 @@ segment, which has to arrive whole before it is acknowledged. Share rate =
 with free CPU.
 
 Either result is capped by the CPU: ``workers × encode rate`` (per-worker plaintext MB/s,
-measured by a microbenchmark), and by the link itself (``bw·k/N`` of plaintext).
+measured by a microbenchmark) and, when the machine's ``cores`` are given, by
+``cores / (1/encode rate + other CPU-s per MB)`` — the network process and local servers share
+the cores — and by the link itself (``bw·k/N`` of plaintext).
 
 A whole upload (``upload_mb_per_s``) adds what does not depend on the steady state: the
 convergent-key pass over the file (one worker hashes it: ``size / key pass rate``) and
@@ -59,14 +61,20 @@ class ModelInput:
     window: int = 16  # segments in flight per upload (pipelined mode only)
     write_size: int = 4 * 1024 * 1024  # largest write per share (stock Tahoe: 1,000,000)
     key_pass_mb_per_s: float = math.inf  # one worker hashing the plaintext for the convergent key
+    # The whole machine: cores shared by the workers and everything else on it (the network
+    # process, local servers), which costs other_cpu_s_per_mb CPU-seconds per MB of plaintext.
+    cores: float = math.inf
+    other_cpu_s_per_mb: float = 0.0
 
     def __post_init__(self) -> None:
         if not 1 <= self.k <= self.n:
             raise ValueError(f"need 1 <= k <= n, got k={self.k}, n={self.n}")
         if min(self.segment_size, self.workers, self.concurrent_uploads, self.window, self.write_size) < 1:
             raise ValueError("segment_size, workers, concurrent_uploads, window and write_size must be >= 1")
-        if self.pipeline_depth < 0 or self.rtt_s < 0:
-            raise ValueError("pipeline_depth and rtt_s must be >= 0")
+        if self.pipeline_depth < 0 or self.rtt_s < 0 or self.other_cpu_s_per_mb < 0:
+            raise ValueError("pipeline_depth, rtt_s and other_cpu_s_per_mb must be >= 0")
+        if not self.cores > 0:
+            raise ValueError("cores must be > 0")
         if not self.bandwidth > 0 or not self.encode_mb_per_s > 0 or not self.key_pass_mb_per_s > 0:
             raise ValueError("bandwidth, encode_mb_per_s and key_pass_mb_per_s must be > 0")
 
@@ -79,12 +87,17 @@ def _cap(x: ModelInput, share_rate: float) -> float:
     """Plaintext MB/s from a share-byte rate, capped by the CPU and the link."""
     plain = share_rate * x.k / x.n
     link = x.bandwidth * x.k / x.n
-    cpu = x.workers * x.encode_mb_per_s * MB
-    return min(plain, link, cpu) / MB
+    return min(plain, link, cpu_mb_per_s(x) * MB) / MB
 
 
 def cpu_mb_per_s(x: ModelInput) -> float:
-    return x.workers * x.encode_mb_per_s
+    """Plaintext MB/s the CPU allows: the workers' encoding, and the machine's cores shared by
+    encoding and every other process's per-MB cost."""
+    workers = x.workers * x.encode_mb_per_s
+    if math.isinf(x.cores):
+        return workers
+    per_mb = 1 / x.encode_mb_per_s + x.other_cpu_s_per_mb
+    return min(workers, x.cores / per_mb) if per_mb > 0 else workers
 
 
 def segments_per_wait(x: ModelInput) -> int:

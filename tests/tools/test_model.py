@@ -10,6 +10,7 @@ import pytest
 
 from tools.model import (
     ModelInput,
+    cpu_mb_per_s,
     ideal_depth,
     idle_s_per_cycle,
     pipelined_mb_per_s,
@@ -91,6 +92,17 @@ def test_cpu_caps_everything() -> None:
     assert stop_and_wait_mb_per_s(free) == pytest.approx(70.0)
 
 
+def test_cores_shared_with_other_processes() -> None:
+    # 2 cores; encoding costs 0.01 s/MB and everything else 0.03 s/MB: 2 / 0.04 = 50 MB/s
+    x = with_(
+        bandwidth=math.inf, rtt_s=0.0, encode_mb_per_s=100.0, workers=2, cores=2.0, other_cpu_s_per_mb=0.03
+    )
+    assert cpu_mb_per_s(x) == pytest.approx(50.0)
+    assert pipelined_mb_per_s(x) == pytest.approx(50.0)
+    # plenty of cores: the workers are the limit again
+    assert cpu_mb_per_s(with_(encode_mb_per_s=100.0, workers=2, cores=64.0, other_cpu_s_per_mb=0.03)) == 200.0
+
+
 def test_concurrent_uploads() -> None:
     # stop-and-wait: two segments per cycle, 1.6 s to send + 0.05 idle
     x = with_(concurrent_uploads=2)
@@ -150,6 +162,8 @@ def test_ideal_depth() -> None:
         {"bandwidth": 0.0},
         {"encode_mb_per_s": 0.0},
         {"workers": 0},
+        {"cores": 0.0},
+        {"other_cpu_s_per_mb": -1.0},
         {"write_size": 0},
         {"key_pass_mb_per_s": 0.0},
     ],
