@@ -64,6 +64,8 @@ COLUMNS = (
     "predicted_steady_mb_per_s",
     "encode_mb_per_s",
     "key_pass_mb_per_s",
+    "other_cpu_s_per_mb",
+    "cores",
 )
 
 
@@ -115,9 +117,11 @@ def key_pass_rate(segment_size: int, k: int, n: int, total: int) -> float:
 
 
 @contextlib.contextmanager
-def servers(directory: Path, count: int, rtt_ms: float, bandwidth_mbit: float) -> Iterator[list[str]]:
+def servers(
+    directory: Path, count: int, rtt_ms: float, bandwidth_mbit: float
+) -> Iterator[list[tuple[int, str]]]:
     """``count`` storage server processes holding each response ``rtt_ms``, behind a link shaped
-    to ``bandwidth_mbit`` (0: on 127.0.0.1, unshaped); yields their NURLs."""
+    to ``bandwidth_mbit`` (0: on 127.0.0.1, unshaped); yields their (pid, NURL)s."""
     from tools.measure import storage_server
     from tools.netshape import shaped_link
 
@@ -131,8 +135,7 @@ def servers(directory: Path, count: int, rtt_ms: float, bandwidth_mbit: float) -
         for i in range(count):
             args = ("--emulate-rtt-ms", str(rtt_ms)) if rtt_ms > 0 else ()
             where = directory / f"rtt{rtt_ms:g}-bw{bandwidth_mbit:g}-s{i}"
-            _, nurl = stack.enter_context(storage_server(where, args, prefix, host))
-            nurls.append(nurl)
+            nurls.append(stack.enter_context(storage_server(where, args, prefix, host)))
         yield nurls
 
 
@@ -173,8 +176,37 @@ def measure(
         path.unlink()
 
 
+def calibrate_other_cpu(directory: Path, k: int, n: int, workers: int, size: int) -> float:
+    """CPU-seconds per MB of plaintext spent outside the encode workers — this (network) process
+    and the storage servers — during one upload of its own file on an unshaped grid at RTT 0.
+    A cost per byte, measured apart from the sweep; no throughput of the sweep goes into it."""
+    from tools.measure import process_cpu_s, self_cpu_s
+
+    with servers(directory / "calibration", n, 0.0, 0.0) as procs:
+        nurls = [nurl for _, nurl in procs]
+        path = directory / "calibration-file"
+        path.write_bytes(os.urandom(size))
+        config = _config(
+            directory,
+            nurls,
+            {"shares_needed": k, "shares_total": n, "shares_happy": n, "workers": workers},
+        )
+        before = self_cpu_s() + sum(process_cpu_s(pid) for pid, _ in procs)
+        asyncio.run(_upload(config, path))
+        after = self_cpu_s() + sum(process_cpu_s(pid) for pid, _ in procs)
+        path.unlink()
+    return (after - before) / (size / 1e6)
+
+
 def predict(
-    point: Point, k: int, n: int, workers: int, rate: float, key_rate: float, size: int
+    point: Point,
+    k: int,
+    n: int,
+    workers: int,
+    rate: float,
+    key_rate: float,
+    size: int,
+    other_cpu: float = 0.0,
 ) -> tuple[float, float]:
     """(whole-upload MB/s, steady-state MB/s) the model predicts for ``point``."""
     x = ModelInput(
@@ -189,6 +221,8 @@ def predict(
         window=1 if point.mode == "stock" else Config.window,
         write_size=STOCK_WRITE_SIZE if point.mode == "stock" else UploadSettings.write_size,
         key_pass_mb_per_s=key_rate,
+        cores=float(os.cpu_count() or 1) if other_cpu > 0 else math.inf,
+        other_cpu_s_per_mb=other_cpu,
     )
     stock = point.mode == "stock"
     return upload_mb_per_s(x, size, stock), predict_mb_per_s(x, stock)
@@ -203,6 +237,7 @@ def run(
     n: int = 10,
     workers: int = 2,
     plot: bool = True,
+    calibrate: bool = True,
 ) -> dict[str, Any]:
     """Sweep, write ``out/model.csv`` (and ``out/model.png``); return a summary."""
     out.mkdir(parents=True, exist_ok=True)
@@ -214,13 +249,15 @@ def run(
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bench-model-") as tmp:
         base = Path(tmp)
+        other_cpu = calibrate_other_cpu(base, k, n, workers, size) if calibrate else 0.0
         for rtt, bw in sorted({(p.rtt_ms, p.bandwidth_mbit) for p in points}):
-            with servers(base, n, rtt, bw) as nurls:
+            with servers(base, n, rtt, bw) as procs:
+                nurls = [nurl for _, nurl in procs]
                 for point in (p for p in points if (p.rtt_ms, p.bandwidth_mbit) == (rtt, bw)):
                     seconds, sent = measure(point, nurls, base, size, k, n, workers)
                     measured = size / seconds / 1e6
                     predicted, steady = predict(
-                        point, k, n, workers, rates[point.segment_size], key_rate, size
+                        point, k, n, workers, rates[point.segment_size], key_rate, size, other_cpu
                     )
                     row = {**asdict(point), "workers": workers, "k": k, "n": n, "size": size}
                     row |= {
@@ -232,6 +269,8 @@ def run(
                         "predicted_steady_mb_per_s": round(steady, 2),
                         "encode_mb_per_s": round(rates[point.segment_size], 1),
                         "key_pass_mb_per_s": round(key_rate, 1),
+                        "other_cpu_s_per_mb": round(other_cpu, 4),
+                        "cores": os.cpu_count() or 1,
                     }
                     rows.append(row)
     order = {p: i for i, p in enumerate(points)}

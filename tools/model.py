@@ -16,7 +16,8 @@ nothing overlaps), buffers each share's block, and once a share's buffer reaches
 (Tahoe: 1,000,000 bytes) sends the batches and waits for every ack. So the link idles one RTT per
 ``m = ceil(write_size / block)`` segments, not per segment (a segment that only fills buffers
 waits for nothing). A cycle carries ``U·m·B`` share bytes and lasts
-``U·m·S / (min(workers, U)·encode rate) + U·m·B/bw + RTT``.
+``U·m·S / (min(workers, U)·encode rate) + U·m·S·other CPU-s per MB / cores + U·m·B/bw + RTT``
+(the other processes' work on a batch does not overlap the encoding or the wait either).
 
 Pipelined (our default): each server has ``max(D, write)`` share bytes in flight, where
 ``write = min(write_size, window/2 blocks)`` is the largest coalesced write (a write larger than
@@ -110,7 +111,9 @@ def stop_and_wait_mb_per_s(x: ModelInput) -> float:
     m, u = segments_per_wait(x), x.concurrent_uploads
     cycle_bytes = u * m * x.segment_share_bytes
     encode_s = u * m * x.segment_size / (min(x.workers, u) * x.encode_mb_per_s * MB)
-    cycle_s = encode_s + cycle_bytes / x.bandwidth + x.rtt_s
+    # nothing overlaps: the network process's and the servers' work on a batch is serial too
+    other_s = u * m * x.segment_size / MB * x.other_cpu_s_per_mb / x.cores
+    cycle_s = encode_s + other_s + cycle_bytes / x.bandwidth + x.rtt_s
     if cycle_s == 0:
         return _cap(x, math.inf)
     return _cap(x, cycle_bytes / cycle_s)

@@ -99,6 +99,8 @@ def test_cores_shared_with_other_processes() -> None:
     )
     assert cpu_mb_per_s(x) == pytest.approx(50.0)
     assert pipelined_mb_per_s(x) == pytest.approx(50.0)
+    # stop-and-wait: per 3 MB, 0.03 s encoding + 3 x 0.03 / 2 s elsewhere, serially
+    assert stop_and_wait_mb_per_s(x) == pytest.approx(3 / (0.03 + 0.045))
     # plenty of cores: the workers are the limit again
     assert cpu_mb_per_s(with_(encode_mb_per_s=100.0, workers=2, cores=64.0, other_cpu_s_per_mb=0.03)) == 200.0
 
