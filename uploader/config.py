@@ -8,7 +8,6 @@ A bad value raises ConfigError naming the setting, its source and what is expect
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import tomllib
 from collections.abc import Mapping
@@ -260,6 +259,3 @@ def _check_relations(config: Config) -> None:
     if not 1 <= h <= n:
         raise ConfigError(f"shares_happy ({h}) must be between 1 and shares_total ({n})")
 
-
-def replace(config: Config, **changes: Any) -> Config:
-    return dataclasses.replace(config, **changes)

@@ -53,7 +53,7 @@ def receive_arena(sock: socket.socket) -> Arena | None:
     count, size = _ARENA_HELLO.unpack(msg)
     if not fds:
         return None
-    return Arena(fds[0], count, size, owner=False)
+    return Arena(fds[0], count, size)
 
 
 def send_arena(sock: socket.socket, arena: Arena) -> None:

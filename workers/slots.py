@@ -24,11 +24,10 @@ import os
 class Arena:
     """``count`` slots of ``slot_size`` bytes in one shared mapping."""
 
-    def __init__(self, fd: int, count: int, slot_size: int, *, owner: bool) -> None:
+    def __init__(self, fd: int, count: int, slot_size: int) -> None:
         self.fd = fd
         self.count = count
         self.slot_size = slot_size
-        self.owner = owner
         self._map = mmap.mmap(fd, max(count * slot_size, mmap.PAGESIZE)) if count else None
         self._view = memoryview(self._map) if self._map is not None else memoryview(b"")
 
@@ -36,7 +35,7 @@ class Arena:
     def create(cls, count: int, slot_size: int) -> Arena:
         fd = os.memfd_create("uploader-slots", os.MFD_CLOEXEC)
         os.ftruncate(fd, max(count * slot_size, mmap.PAGESIZE))
-        return cls(fd, count, slot_size, owner=True)
+        return cls(fd, count, slot_size)
 
     def slot(self, index: int) -> memoryview:
         if not 0 <= index < self.count:

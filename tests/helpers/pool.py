@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 from uploader.chk.caps import Cap
@@ -33,6 +32,3 @@ def new_pool(workers: int, params: EncodingParams | None = None, **kw: object) -
     size = slot_size_for(params or EncodingParams())
     return WorkerPool(workers, slot_count=8, slot_size=size, **kw)  # type: ignore[arg-type]
 
-
-def run(coro):  # type: ignore[no-untyped-def]
-    return asyncio.run(coro)
