@@ -258,4 +258,3 @@ def _check_relations(config: Config) -> None:
         )
     if not 1 <= h <= n:
         raise ConfigError(f"shares_happy ({h}) must be between 1 and shares_total ({n})")
-

@@ -31,4 +31,3 @@ async def pool_encode_shares(
 def new_pool(workers: int, params: EncodingParams | None = None, **kw: object) -> WorkerPool:
     size = slot_size_for(params or EncodingParams())
     return WorkerPool(workers, slot_count=8, slot_size=size, **kw)  # type: ignore[arg-type]
-
