@@ -67,14 +67,16 @@ _SETTING_FLAGS = (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole parser, or with ``only`` one command's subparser: each command module imports what
+    it needs (aiohttp, the pool, ...), and a run of ``get`` should not pay for importing ``grid``."""
     parser = argparse.ArgumentParser(
         prog="python -m uploader",
         description="Fast, multi-core uploads to Tahoe-LAFS grids: byte-identical CHK shares over GBS.",
     )
     parser.add_argument("--version", action="version", version=f"uploader {VERSION}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMANDS:
+    for name in COMMANDS if only is None else (only,):
         importlib.import_module(f"uploader.commands.{name}").register(sub)
     return parser
 
@@ -95,8 +97,14 @@ def report_error(args: argparse.Namespace, exc: UploaderError, **fields: Any) ->
     return exc.exit_code
 
 
+def _command_named(argv: Sequence[str]) -> str | None:
+    """The command ``argv`` names, when its first argument is one (else None: help, errors, --version)."""
+    return argv[0] if argv and argv[0] in COMMANDS else None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(_command_named(argv))
     args = parser.parse_args(argv)
     try:
         config = config_from_args(args)
