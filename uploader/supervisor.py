@@ -28,6 +28,7 @@ from collections.abc import Coroutine, Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from uploader import trace
 from uploader.errors import UploaderError
 from workers.errors import MessageError
 from workers.main import send_arena, worker_main
@@ -439,6 +440,7 @@ class WorkerPool:
                     raise PoolError(f"worker {w.index} answered a job it was not given")
                 job = w.inflight.popleft()
                 now = time.monotonic()
+                trace.busy(w.index, w.busy_since, now)
                 self.busy_s[w.index] = self.busy_s.get(w.index, 0.0) + now - w.busy_since
                 w.busy_since = now
                 if (

@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from uploader import trace
 from uploader.chk.caps import Cap
 from uploader.chk.layout import ShareLayout
 from uploader.chk.lease import lease_secrets
@@ -423,6 +424,7 @@ class Upload:
         taken: int,
     ) -> None:
         link = bucket.link
+        started = time.monotonic()
         try:
             for attempt, delay in enumerate((*RETRY_DELAYS_S, None)):
                 if not bucket.live:
@@ -444,6 +446,7 @@ class Upload:
                     self._lose(bucket, exc)
                     return
                 self.share_bytes_sent += sum(len(b) for b in buffers)
+                trace.write(link.name, started, time.monotonic(), sum(len(b) for b in buffers))
                 if not required:
                     bucket.complete = True
                 return
