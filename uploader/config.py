@@ -48,7 +48,10 @@ class Config:
     # window/depth 8/4 MiB: 126 MB/s, network process 3.11 CPU-s/GB; 8/16 MiB: 123, 3.21;
     # 16/4 MiB: 129, 3.09; 16/16 MiB: 133, 2.96. Deeper windows let writes coalesce more, which
     # saves per-request CPU on both ends. Memory: window x (N/k x segment size) of shared slots.
-    pipeline_depth: int = 16 * 1024 * 1024  # bytes in flight per server
+    # Bytes in flight per server: "auto" (uploader/depth.py: from the RTT measured at connect and
+    # link_mbit_per_s, per the model in docs/performance.md) or a whole number of bytes.
+    pipeline_depth: int | str = "auto"
+    link_mbit_per_s: float | None = None  # the upstream link's rate, for pipeline_depth = "auto"
     window: int = 16  # segments in flight per upload
     # Behave like stock Tahoe-LAFS's uploader (one segment at a time, stop-and-wait, 1 MB write
     # batches) for side-by-side benchmarks; the shares and the cap are the same either way.
@@ -88,6 +91,27 @@ def _positive_float(name: str, value: Any) -> float:
         raise ValueError("expected a number of seconds") from None
     if not number > 0:
         raise ValueError("expected a number of seconds > 0")
+    return number
+
+
+def _depth(name: str, value: Any) -> int | str:
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
+    try:
+        return _positive_int(name, value)
+    except ValueError:
+        raise ValueError('expected "auto" or a whole number of bytes >= 1') from None
+
+
+def _mbit(name: str, value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError("expected a link rate in Mbit/s")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError("expected a link rate in Mbit/s") from None
+    if not 0 < number < float("inf"):
+        raise ValueError("expected a link rate in Mbit/s > 0")
     return number
 
 
@@ -137,7 +161,8 @@ _PARSERS: dict[str, Any] = {
     "shares_total": _positive_int,
     "shares_happy": _positive_int,
     "max_segment_size": _positive_int,
-    "pipeline_depth": _positive_int,
+    "pipeline_depth": _depth,
+    "link_mbit_per_s": _mbit,
     "window": _positive_int,
     "stock_mode": _bool,
     "erasure_backend": _choice(ERASURE_BACKENDS),

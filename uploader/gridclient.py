@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Coroutine
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
+from uploader import depth
 from uploader.chk.caps import ChkCap, VerifyCap
 from uploader.config import Config
 from uploader.download import Download, DownloadResult, DownloadSettings, Sink
@@ -46,14 +48,19 @@ class GridClient:
             )
         self.config = config
         self.params = EncodingParams(config.shares_needed, config.shares_total, config.max_segment_size)
+        self.rtt_s: float | None = None  # measured at start when pipeline_depth = "auto" needs it
+        per_server = self._depth(config)
         if config.stock_mode:
-            self.settings = UploadSettings.stock(self.params, config.shares_happy, config.pipeline_depth)
+            self.settings = UploadSettings.stock(self.params, config.shares_happy, per_server)
         else:
-            self.settings = UploadSettings(
-                self.params, config.shares_happy, config.window, config.pipeline_depth
-            )
+            self.settings = UploadSettings(self.params, config.shares_happy, config.window, per_server)
         slots = slot_count or config.window * max_uploads + 2 * config.workers
-        self.pool = WorkerPool(config.workers, slot_count=slots, slot_size=slot_size_for(self.params))
+        self.pool = WorkerPool(
+            config.workers,
+            slot_count=slots,
+            slot_size=slot_size_for(self.params),
+            backend=config.erasure_backend,
+        )
         self.clients: list[StorageClient] = []
         self.secret = convergence_secret(config)
         self.lease_secret = lease_secret(config)
@@ -72,12 +79,50 @@ class GridClient:
         workers = asyncio.ensure_future(self.pool.start())
         try:
             await self._connect()
+            await self._auto_depth(self.config)
         except BaseException:
             workers.cancel()
             await asyncio.gather(workers, return_exceptions=True)
             await self.pool.close()
             raise
         await workers
+
+    def _depth(self, config: Config) -> int:
+        """``pipeline_depth`` in bytes (uploader/depth.py); "auto" before the RTT is known uses
+        the depth for an unknown link until ``_auto_depth`` has measured it."""
+        link = config.link_mbit_per_s if self.rtt_s is not None else None
+        return depth.resolve(
+            config.pipeline_depth,
+            rtt_s=self.rtt_s,
+            link_mbit_per_s=link,
+            n=config.shares_total,
+            k=config.shares_needed,
+            segment_size=config.max_segment_size,
+            floor=UploadSettings.write_size,
+        )
+
+    async def _auto_depth(self, config: Config) -> None:
+        """For ``pipeline_depth = "auto"`` with a known link rate: time one version request per
+        server (the connections are open) and size the depth from the slowest."""
+        if config.pipeline_depth != depth.AUTO or config.link_mbit_per_s is None or not self.clients:
+            return
+        if self.rtt_s is None:
+            self.rtt_s = max(await asyncio.gather(*(self._time_version(c) for c in self.clients)))
+        self.settings = replace(self.settings, pipeline_depth=self._depth(config))
+        for budget in self._budgets.values():
+            await budget.resize(self.settings.pipeline_depth)
+        log.info(
+            "pipeline_depth auto: %d bytes (RTT %.1f ms)", self.settings.pipeline_depth, self.rtt_s * 1000
+        )
+
+    @staticmethod
+    async def _time_version(client: StorageClient) -> float:
+        start = time.monotonic()
+        try:
+            await client.get_version()
+        except ServerError:
+            return 0.0
+        return time.monotonic() - start
 
     async def _connect(self) -> None:
         candidates = [
@@ -114,9 +159,10 @@ class GridClient:
         if config.workers != self.pool.size:
             await self.pool.resize(config.workers)
         window = 1 if self.settings.stock_mode else config.window
-        self.settings = replace(self.settings, window=window, pipeline_depth=config.pipeline_depth)
+        self.settings = replace(self.settings, window=window, pipeline_depth=self._depth(config))
         for budget in self._budgets.values():
-            await budget.resize(config.pipeline_depth)
+            await budget.resize(self.settings.pipeline_depth)
+        await self._auto_depth(config)
         old = {c.nurl: c for c in self.clients}
         wanted = [parse_nurl(entry.nurl) for entry in config.servers]
         fresh = [
@@ -147,6 +193,7 @@ class GridClient:
             workers=config.workers,
             window=config.window,
             pipeline_depth=config.pipeline_depth,
+            link_mbit_per_s=config.link_mbit_per_s,
             servers=config.servers,
         )
 

@@ -1,7 +1,7 @@
 """SIGHUP: which settings of a re-read configuration the daemon applies live, and which need a restart.
 
 Pure: ``plan(old, new)`` compares two Configs. Live: ``workers`` (the pool resizes without failing
-jobs), ``pipeline_depth`` and ``window`` (new uploads), ``servers`` (new transfers), ``log_level``.
+jobs), ``pipeline_depth``, ``link_mbit_per_s`` and ``window`` (new uploads), ``servers`` (new transfers), ``log_level``.
 Everything else (the listening address, encoding parameters, secrets, the data dir, timeouts)
 is reported as needing a restart and keeps its old value until then.
 """
@@ -12,7 +12,7 @@ from dataclasses import dataclass, fields, replace
 
 from uploader.config import Config
 
-LIVE = ("workers", "pipeline_depth", "window", "servers", "log_level")
+LIVE = ("workers", "pipeline_depth", "link_mbit_per_s", "window", "servers", "log_level")
 _IGNORED = ("source",)  # where the config came from is not a setting
 
 

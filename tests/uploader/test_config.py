@@ -120,3 +120,32 @@ def test_stock_mode_parses_booleans(tmp_path: Path) -> None:
     assert load_config(None, {"UPLOADER_STOCK_MODE": "1", "HOME": str(tmp_path)}, {}).stock_mode is True
     with pytest.raises(ConfigError, match=r"stock_mode is 'maybe' .*UPLOADER_STOCK_MODE.*true or false"):
         load_config(None, {"UPLOADER_STOCK_MODE": "maybe", "HOME": str(tmp_path)}, {})
+
+
+def test_pipeline_depth_is_auto_by_default_or_a_whole_number(tmp_path: Path) -> None:
+    home = {"HOME": str(tmp_path)}
+    assert load_config(None, home, {}).pipeline_depth == "auto"
+    assert load_config(None, home, {}).link_mbit_per_s is None
+    assert load_config(write(tmp_path, "pipeline_depth = 'AUTO'\n"), {}, {}).pipeline_depth == "auto"
+    assert load_config(write(tmp_path, "pipeline_depth = 65536\n"), {}, {}).pipeline_depth == 65536
+    assert load_config(None, {**home, "UPLOADER_PIPELINE_DEPTH": "4096"}, {}).pipeline_depth == 4096
+    assert load_config(None, home, {"pipeline_depth": "auto"}).pipeline_depth == "auto"
+    with pytest.raises(
+        ConfigError, match=r"pipeline_depth is 'deep' \(from --pipeline-depth\): expected \"auto\""
+    ):
+        load_config(None, home, {"pipeline_depth": "deep"})
+    with pytest.raises(
+        ConfigError, match=r"pipeline_depth is 0 .*expected \"auto\" or a whole number of bytes >= 1"
+    ):
+        load_config(write(tmp_path, "pipeline_depth = 0\n"), {}, {})
+
+
+def test_link_mbit_per_s_parses_a_positive_rate(tmp_path: Path) -> None:
+    assert load_config(write(tmp_path, "link_mbit_per_s = 100\n"), {}, {}).link_mbit_per_s == 100.0
+    env = {"HOME": str(tmp_path), "UPLOADER_LINK_MBIT_PER_S": "2.5"}
+    assert load_config(None, env, {}).link_mbit_per_s == 2.5
+    for bad in ("0", "-3", "fast", "inf"):
+        with pytest.raises(ConfigError, match=r"link_mbit_per_s is .*expected a link rate in Mbit/s"):
+            load_config(None, {"HOME": str(tmp_path), "UPLOADER_LINK_MBIT_PER_S": bad}, {})
+    with pytest.raises(ConfigError, match=r"link_mbit_per_s is True"):
+        load_config(write(tmp_path, "link_mbit_per_s = true\n"), {}, {})

@@ -27,7 +27,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("files", nargs="+", type=Path, metavar="FILE")
     add_config_flags(p)
-    p.add_argument("--pipeline-depth", type=int, metavar="BYTES", help="bytes in flight per server")
+    p.add_argument(
+        "--pipeline-depth", metavar="BYTES", help='bytes in flight per server, or "auto" (the default)'
+    )
     p.add_argument("--window", type=int, metavar="SEGMENTS", help="segments in flight per file")
     p.set_defaults(run=run)
 
