@@ -35,7 +35,8 @@ measured by a microbenchmark) and, when the machine's ``cores`` are given, by
 the cores — and by the link itself (``bw·k/N`` of plaintext).
 
 A whole upload (``upload_mb_per_s``) adds what does not depend on the steady state: the
-convergent-key pass over the file (one worker hashes it: ``size / key pass rate``) and
+convergent-key pass over the file (one worker hashes each upload's file: ``size / key pass
+rate``, divided by ``min(workers, U)`` for concurrent uploads) and
 ``FIXED_ROUND_TRIPS`` round trips (list shares, allocate, trailers, the held-back last bytes).
 """
 
@@ -146,9 +147,11 @@ def predict_mb_per_s(x: ModelInput, stock_mode: bool = False) -> float:
 
 
 def upload_seconds(x: ModelInput, size: int, stock_mode: bool = False) -> float:
-    """One whole upload of ``size`` bytes: key pass + fixed round trips + the steady state."""
+    """``size`` bytes in all (split evenly between the concurrent uploads): key pass + fixed round
+    trips + the steady state. Each upload's key pass runs on one worker; concurrent uploads' key
+    passes run side by side on up to ``workers`` workers."""
     steady = predict_mb_per_s(x, stock_mode) * MB
-    key_pass = size / (x.key_pass_mb_per_s * MB)
+    key_pass = size / (min(x.workers, x.concurrent_uploads) * x.key_pass_mb_per_s * MB)
     return key_pass + FIXED_ROUND_TRIPS * x.rtt_s + (size / steady if size else 0.0)
 
 

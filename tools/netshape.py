@@ -32,6 +32,16 @@ class ShapedLink:
     ns_ip: str  # the servers' end, inside ``namespace``
     rate_bit_s: int | None
 
+    @property
+    def host_interface(self) -> str:
+        """The client's end of the veth pair (its tx counters count the shaped direction)."""
+        return f"{self.namespace}h"
+
+    def tx_bytes(self) -> int:
+        """Bytes sent so far from the client's end onto the shaped link (what tbf let through)."""
+        with open(f"/sys/class/net/{self.host_interface}/statistics/tx_bytes") as fh:
+            return int(fh.read())
+
     def exec_prefix(self) -> list[str]:
         """Prefix a command with this to run it inside the namespace."""
         return ["ip", "netns", "exec", self.namespace]

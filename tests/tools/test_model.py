@@ -125,6 +125,9 @@ def test_whole_upload_adds_key_pass_and_fixed_round_trips() -> None:
     assert upload_seconds(x, 30_000_000) == pytest.approx(8.5)
     assert upload_mb_per_s(x, 30_000_000) == pytest.approx(30 / 8.5)
     assert upload_seconds(x, 30_000_000, stock_mode=True) == pytest.approx(0.5 + 30 / (3 / 0.85))
+    # two concurrent uploads of 15 MB on two workers: the key passes run side by side (0.15 s)
+    two = with_(key_pass_mb_per_s=100.0, concurrent_uploads=2, workers=2)
+    assert upload_seconds(two, 30_000_000) == pytest.approx(0.15 + 0.2 + 30 / pipelined_mb_per_s(two))
     # nothing costs anything: infinite
     free = with_(rtt_s=0.0, bandwidth=math.inf)
     assert upload_mb_per_s(free, 1000) == math.inf

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 
 import pytest
@@ -27,6 +28,11 @@ def test_shaped_link_is_made_and_removed() -> None:
         assert "tbf" in qdisc and "100Mbit" in qdisc
         inside = _run(*link.exec_prefix(), "ip", "-o", "addr", "show")
         assert link.ns_ip in inside
+        assert link.host_interface == f"{link.namespace}h"
+        before = link.tx_bytes()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.sendto(b"x" * 1000, (link.ns_ip, 9))  # discard port: nothing needs to listen
+        assert link.tx_bytes() > before  # the ping went out on the shaped end
     assert link.namespace not in _run("ip", "netns", "list")
     assert f"{link.namespace}h" not in _run("ip", "-o", "link", "show")
 
