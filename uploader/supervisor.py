@@ -30,6 +30,7 @@ from typing import Any
 
 from uploader import trace
 from uploader.errors import UploaderError
+from workers import erasure
 from workers.errors import MessageError
 from workers.main import send_arena, worker_main
 from workers.messages import (
@@ -194,14 +195,15 @@ class WorkerPool:
         slot_size: int = 0,
         per_worker: int = 2,
         job_timeout_s: float = 30.0,
-        backend: str = "zfec",
+        backend: str = "auto",
     ) -> None:
         if workers < 1:
             raise ValueError("a pool needs at least one worker")
         self.size = workers
         self.per_worker = per_worker
         self.job_timeout_s = job_timeout_s
-        self.backend = backend
+        self.backend = backend  # the erasure_backend setting: auto, isal or zfec
+        self.erasure: erasure.Selection | None = None  # what it resolved to, once started
         self._slot_count = slot_count or 2 * workers + 4
         self._slot_size = slot_size
         self._arena: Arena | None = None
@@ -221,6 +223,9 @@ class WorkerPool:
 
     # ---- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
+        # Load and self-check the erasure backend here first: a forced `isal` that cannot be used
+        # fails now with ErasureBackendError; workers then get the concrete name and check again.
+        self.erasure = erasure.select(self.backend)
         if self._slot_size:
             self._arena = Arena.create(self._slot_count, self._slot_size)
             self.slots = SlotSet(range(self._slot_count))
@@ -255,7 +260,10 @@ class WorkerPool:
     async def _spawn(self) -> None:
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         proc = self._ctx.Process(
-            target=worker_main, args=(child, os.getpid(), self.backend), daemon=True, name="uploader-worker"
+            target=worker_main,
+            args=(child, os.getpid(), self.erasure.name if self.erasure else "zfec"),
+            daemon=True,
+            name="uploader-worker",
         )
         proc.start()
         child.close()
@@ -265,9 +273,18 @@ class WorkerPool:
             socket.send_fds(parent, [bytes(16)], [])  # an empty arena hello: no slots
         parent.setblocking(False)
         reader, writer = await asyncio.open_unix_connection(sock=parent, limit=MAX_FRAME)
-        ready = await _read_message(reader)
+        try:
+            ready = await _read_message(reader)
+        except asyncio.IncompleteReadError:
+            writer.close()
+            proc.join(1.0)
+            raise PoolError(
+                f"worker {proc.pid} exited (code {proc.exitcode}) before it was ready; its stderr says why"
+            ) from None
         if not isinstance(ready, WorkerReady):
             raise PoolError(f"worker sent {type(ready).__name__} instead of WorkerReady")
+        if self.erasure and ready.backend != self.erasure.name:
+            raise PoolError(f"worker runs erasure backend {ready.backend}, expected {self.erasure.name}")
         worker = _Worker(next(self._index), proc, writer)
         worker.reader_task = asyncio.create_task(self._read_loop(worker, reader))
         self._workers.append(worker)

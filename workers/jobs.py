@@ -1,8 +1,8 @@
 """The jobs a worker runs: one message in, one message out. Pure computation plus file reads.
 
 - ``EncodeSegment``: read the plaintext at its offset (or take it from the message), AES-CTR it
-  in place inside the output slot, zero-pad, zfec, hash every block; the N blocks land in the
-  slot (or travel inline), the reply carries the hashes.
+  in place inside the output slot, zero-pad, erasure-code (the worker's backend) in place, hash
+  every block; the N blocks land in the slot (or travel inline), the reply carries the hashes.
 - ``KeyPass``: the convergent key over the whole file (SHA-256d, one sequential pass).
 - ``DecodeSegment``: verify each block's hash, zfec-decode (not needed when the blocks are the
   first k: zfec is systematic), verify the ciphertext segment hash, decrypt, and write the
@@ -89,10 +89,7 @@ def encode_segment_job(msg: EncodeSegment, arena: Arena | None) -> SegmentEncode
     cipher.encrypt(ct, output=ct)  # type: ignore[attr-defined]
     leaf = crypttext_segment_hash(ct)
     out[length:padded] = bytes(padded - length)
-    pieces = [out[i * block_size : (i + 1) * block_size] for i in range(k)]
-    blocks = erasure.encode(pieces, k, n)
-    for j in range(k, n):
-        out[j * block_size : (j + 1) * block_size] = blocks[j]
+    erasure.encode_into(out, block_size, k, n)  # the check blocks, written in place after the pieces
     hashes = [block_hash(out[j * block_size : (j + 1) * block_size]) for j in range(n)]
     inline = None if msg.slot >= 0 else [bytes(out[j * block_size : (j + 1) * block_size]) for j in range(n)]
     return SegmentEncoded(msg.job, msg.segment, leaf, hashes, block_size, msg.slot, inline)
@@ -163,7 +160,7 @@ def decode_segment_job(msg: DecodeSegment, arena: Arena | None = None) -> Segmen
     else:
         pieces = erasure.decode(blocks, msg.block_nums, k, msg.n)
         if slot is not None:  # the pieces replace the blocks: slot[:length] is the ciphertext after
-            # zfec may hand back a primary block's own buffer as its piece; piece i sits at or below
+            # the backend may hand back a primary block's own buffer as its piece; piece i sits at or below
             # position i, so writing from the last piece down never clobbers one not yet written.
             for i in range(k - 1, -1, -1):
                 slot[i * bs : (i + 1) * bs] = pieces[i]

@@ -13,7 +13,9 @@ import os
 import signal
 import socket
 import struct
+import sys
 
+from workers import erasure
 from workers.jobs import run_job
 from workers.malloc import tune_malloc
 from workers.messages import FRAME_HEADER, MAX_FRAME, Shutdown, WorkerReady, frame, read_frame_length, unpack
@@ -76,13 +78,22 @@ def serve(sock: socket.socket, arena: Arena | None, backend: str) -> None:
 
 
 def worker_main(sock: socket.socket, parent_pid: int, backend: str = "zfec") -> None:
-    """Entry point in the spawned process."""
+    """Entry point in the spawned process.
+
+    ``backend`` is the erasure backend the pool chose (``isal`` or ``zfec``); the worker loads it and
+    proves it byte-identical to zfec before its first job. If it cannot, the worker exits with the
+    reason on stderr, before WorkerReady, and the pool's start fails (never a silent fallback).
+    """
     die_with_parent(parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the network process's to handle
     tune_malloc()
     arena = receive_arena(sock)
     try:
-        serve(sock, arena, backend)
+        chosen = erasure.configure(backend)
+        serve(sock, arena, chosen.name)
+    except erasure.ErasureBackendError as exc:
+        print(f"uploader worker {os.getpid()}: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(exc.exit_code) from None
     except (BrokenPipeError, ConnectionResetError):
         pass
     finally:

@@ -26,6 +26,8 @@ from tests.integration.test_tahoe_differential import (
 )
 from uploader.chk import reference
 from uploader.supervisor import EncodeResult, WorkerPool
+from workers import erasure, isal
+from workers.erasure import ErasureBackendError
 from workers.geometry import EncodingParams, Geometry
 from workers.segment import encode_segment
 
@@ -66,13 +68,15 @@ def _vector_cases() -> list[dict[str, object]]:
     return list(yaml.safe_load((VECTORS / "chk-vectors.yaml").read_text())["vector"])
 
 
-def test_all_120_vectors_through_the_pool(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["isal", "zfec"])
+def test_all_120_vectors_through_the_pool(tmp_path: Path, backend: str) -> None:
     vectors = _vector_cases()
     assert len(vectors) == 120
 
     async def main() -> list[tuple[str, str]]:
         results = []
-        async with new_pool(2, EncodingParams(1, 256, 131072)) as pool:
+        async with new_pool(2, EncodingParams(1, 256, 131072), backend=backend) as pool:
+            assert pool.erasure is not None and pool.erasure.name == backend
             for i, v in enumerate(vectors):
                 seed = base64.b64decode(v["sample"]["seed"])  # type: ignore[index]
                 length = v["sample"]["length"]  # type: ignore[index]
@@ -92,16 +96,41 @@ def test_all_120_vectors_through_the_pool(tmp_path: Path) -> None:
         assert ours == expected
 
 
-def test_stock_tahoe_differential_through_the_pool(tmp_path: Path, tahoe_python: Path) -> None:
+@pytest.mark.parametrize("backend", ["isal", "zfec"])
+def test_stock_tahoe_differential_through_the_pool(tmp_path: Path, tahoe_python: Path, backend: str) -> None:
     tahoe = tahoe_differential_results(tahoe_python)
 
     async def main() -> None:
-        async with new_pool(2, EncodingParams(1, 50, 131072)) as pool:
+        async with new_pool(2, EncodingParams(1, 50, 131072), backend=backend) as pool:
+            assert pool.erasure is not None and pool.erasure.name == backend
             for case in differential_cases():
                 path = tmp_path / "f"
                 path.write_bytes(case.plaintext())
                 cap, shares = await pool_encode_shares(pool, path, case_params(case), case.secret)
                 assert_same_as_tahoe(case, str(cap), shares, tahoe[case.id])
+
+    asyncio.run(main())
+
+
+def test_forced_isal_that_cannot_load_fails_the_pool_and_auto_falls_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(erasure, "_isal", None)  # a fault: no ISA-L anywhere this process looks
+    monkeypatch.setattr(isal, "candidate_libraries", lambda: ["/nonexistent/libisal.so.2"])
+    path = tmp_path / "f"
+    path.write_bytes(random.Random(3).randbytes(70_000))
+    params = EncodingParams(3, 10, 16384)
+
+    async def main() -> None:
+        forced = new_pool(1, params, backend="isal")
+        with pytest.raises(ErasureBackendError, match="ISA-L could not be loaded"):
+            await forced.start()
+        await forced.close()
+        async with new_pool(1, params, backend="auto") as pool:
+            assert pool.erasure is not None and pool.erasure.name == "zfec"
+            assert "/nonexistent/libisal.so.2" in pool.erasure.note
+            cap, shares = await pool_encode_shares(pool, path, params, b"s" * 16)
+        assert (cap, shares) == reference.encode(path.read_bytes(), params, b"s" * 16)
 
     asyncio.run(main())
 

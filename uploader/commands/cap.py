@@ -39,7 +39,10 @@ async def _run(args: argparse.Namespace, config: Config) -> int:
     secret = convergence_secret(config)
     worst = 0
     pool = WorkerPool(
-        config.workers, slot_count=config.window + 2 * config.workers, slot_size=slot_size_for(params)
+        config.workers,
+        slot_count=config.window + 2 * config.workers,
+        slot_size=slot_size_for(params),
+        backend=config.erasure_backend,
     )
     await pool.start()
     try:
