@@ -28,6 +28,7 @@ class Candidate:
     server: str  # a stable id (e.g. the NURL's SPKI hash)
     writable: bool  # reachable and willing to take a share of this size
     existing: frozenset[int] = frozenset()  # complete shares it already holds
+    refused: frozenset[int] = frozenset()  # shares it would not take (e.g. an upload of them is in progress)
 
 
 @dataclass(frozen=True)
@@ -90,9 +91,12 @@ def plan(candidates: Sequence[Candidate], total_shares: int) -> Placement:
     remaining = [share for share in range(total_shares) if share not in used_shares]
     free_servers = [s for s in writable if s not in m2]
     to_allocate: dict[str, set[int]] = {}
-    for server, share in zip(free_servers, remaining, strict=False):  # M3: earlier servers first
-        to_allocate.setdefault(server, set()).add(share)
-    homeless = remaining[len(free_servers) :]
+    homeless = list(remaining)
+    for server in free_servers:  # M3: earlier servers first, each the first share it has not refused
+        share = next((share for share in homeless if share not in by_id[server].refused), None)
+        if share is not None:
+            to_allocate.setdefault(server, set()).add(share)
+            homeless.remove(share)
     if writable:
         load = {s: len(kept.get(s, ())) + len(to_allocate.get(s, ())) for s in writable}
         for share in homeless:
@@ -101,10 +105,13 @@ def plan(candidates: Sequence[Candidate], total_shares: int) -> Placement:
             if holder is not None:
                 kept.setdefault(holder, set()).add(share)
             else:
-                target = min(writable, key=lambda s: (load[s], order.index(s)))
+                takers = [s for s in writable if share not in by_id[s].refused]
+                if not takers:
+                    continue
+                target = min(takers, key=lambda s: (load[s], order.index(s)))
                 to_allocate.setdefault(target, set()).add(share)
                 load[target] += 1
-        homeless = []
+        homeless = [s for s in homeless if all(s in by_id[w].refused for w in writable)]
     holders: dict[str, set[int]] = {}
     for s in order:
         shares = kept.get(s, set()) | to_allocate.get(s, set())

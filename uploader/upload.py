@@ -226,6 +226,7 @@ class Upload:
                 writable[sid] = link.client.version.maximum_immutable_share_size >= size
         allocated: dict[str, set[int]] = {}
         refused: set[str] = set()
+        busy: dict[str, set[int]] = {}  # shares a server left out though it has room: uploads in progress
         best = -1
         while True:
             cands = [
@@ -233,6 +234,7 @@ class Upload:
                     sid,
                     writable[sid] and sid not in refused,
                     frozenset(real[sid] | allocated.get(sid, set())),
+                    frozenset(busy.get(sid, set())),
                 )
                 for sid in real
             ]
@@ -246,8 +248,14 @@ class Upload:
                 allocated.setdefault(sid, set()).update(got)
                 real[sid] |= have & set(range(n))
                 if resp is None or asked - got - have:
-                    refused.add(sid)  # Tahoe's rule: a server that refuses is read-only from now on
                     newly_refused = True
+                    if resp is not None and await self._has_room(links[sid], size):
+                        # An upload of those shares is in progress there (another client's, or one
+                        # that crashed and whose buckets the server has not yet expired): it can
+                        # still take other share numbers.
+                        busy.setdefault(sid, set()).update(asked - got - have)
+                    else:
+                        refused.add(sid)  # Tahoe's rule: a server that refuses is read-only from now on
             holders = {sid: real[sid] | allocated.get(sid, set()) for sid in real}
             happy_now = placement_happiness(holders)
             if not newly_refused or happy_now <= best:
@@ -273,6 +281,14 @@ class Upload:
             happy_now,
             sum(len(s) for s in self.kept.values()),
         )
+
+    async def _has_room(self, link: _Link, size: int) -> bool:
+        """Whether the server, asked afresh, still takes a share of ``size`` bytes."""
+        try:
+            version = await link.client.get_version()
+        except ServerError:
+            return False
+        return version.maximum_immutable_share_size >= size
 
     def _unhappy_message(self, happiness: int) -> str:
         lost = sorted({link.name for link in self.links.values() if link.lost is not None})

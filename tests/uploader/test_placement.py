@@ -41,6 +41,22 @@ def test_no_writable_servers_leaves_shares_homeless() -> None:
     assert p.homeless == frozenset({0, 1, 2, 4})
 
 
+def test_refused_shares_go_to_other_servers() -> None:
+    """Each server has an upload of "its" share in progress (a crashed uploader's buckets): every
+    share still finds a home, each on a server that did not refuse it."""
+    cands = [Candidate(f"s{i}", True, refused=frozenset({i})) for i in range(10)]
+    p = plan(cands, 10)
+    assert p.happiness == 10 and p.homeless == frozenset()
+    assert sorted(s for v in p.to_allocate.values() for s in v) == list(range(10))
+    assert all(int(server[1:]) not in shares for server, shares in p.to_allocate.items())
+
+
+def test_a_share_every_server_refuses_is_homeless() -> None:
+    p = plan([Candidate(f"s{i}", True, refused=frozenset({2})) for i in range(3)], 4)
+    assert p.homeless == frozenset({2})
+    assert sorted(s for v in p.to_allocate.values() for s in v) == [0, 1, 3]
+
+
 def test_max_matching_prefers_earlier_servers_and_is_maximum() -> None:
     m = max_matching({"a": [0, 1], "b": [0], "c": [1]}, ["a", "b", "c"])
     assert len(m) == 2

@@ -1,0 +1,124 @@
+"""Worker processes SIGKILLed mid-upload, against a real grid: the upload still gives the right cap.
+
+The kills are made from the upload's progress callback once pass 2 has acknowledged a seeded
+fraction of the file, and only on a worker that holds jobs in flight right then (the test records
+how many); the pool requeues those jobs on a fresh worker. Every complete share on the disks is
+then byte-equal to the reference encoder's, and they decode to the file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.helpers.grid import shares_on_disk
+from tests.helpers.localgrid import LocalGrid
+from uploader.chk import reference
+from uploader.chk.caps import ChkCap
+from uploader.encoding import encode_file_inline
+from uploader.gridclient import GridClient
+from uploader.supervisor import WorkerPool
+from workers.geometry import EncodingParams
+
+pytestmark = pytest.mark.integration
+
+MiB = 1 << 20
+PARAMS = EncodingParams(3, 10, 256 * 1024)  # many segments: encoding lasts through pass 2
+
+
+@dataclass
+class WorkerKill:
+    pid: int
+    acknowledged: int  # pass-2 bytes acknowledged at the kill
+    jobs_in_flight: int  # on the killed worker at the kill
+
+
+class WorkerKiller:
+    """Progress callback and poller: at each planned fraction, SIGKILL ``per_kill`` workers with jobs."""
+
+    def __init__(self, size: int, fractions: list[float], per_kill: int) -> None:
+        self.size = size
+        self.pending = sorted(fractions)
+        self.per_kill = per_kill
+        self.progress = 0
+        self.kills: list[WorkerKill] = []
+
+    def __call__(self, nbytes: int) -> None:
+        self.progress += nbytes
+
+    async def run(self, pool: WorkerPool) -> None:
+        """Poll (1 ms) for the planned point, then for workers holding jobs, and kill them."""
+        this_round = 0
+        while self.pending:
+            acknowledged = self.progress - self.size  # the key pass reports the whole file first
+            killed = {k.pid for k in self.kills}
+            # Workers with jobs, none of them requeued from an earlier victim (a job that ends
+            # three workers is given up as poison, by design; that is not what this test is about).
+            busy = [
+                w
+                for w in pool._workers
+                if w.inflight
+                and not w.dead
+                and w.process.pid not in killed
+                and all(job.attempts == 0 for job in w.inflight)
+            ]
+            if acknowledged >= self.pending[0] * self.size:
+                for w in busy[: self.per_kill - this_round]:
+                    self.kills.append(WorkerKill(w.process.pid, acknowledged, len(w.inflight)))
+                    os.kill(w.process.pid, signal.SIGKILL)
+                    this_round += 1
+                if this_round == self.per_kill:
+                    self.pending.pop(0)
+                    this_round = 0
+            await asyncio.sleep(0.001)
+
+
+@pytest.mark.parametrize(("seed", "kills", "per_kill"), [(21, 1, 1), (22, 2, 2)])
+def test_workers_killed_mid_upload_the_cap_is_right(
+    tmp_path: Path, seed: int, kills: int, per_kill: int
+) -> None:
+    rng = random.Random(seed)
+    path = tmp_path / "source"
+    path.write_bytes(rng.randbytes(rng.randint(16, 24) * MiB + rng.randint(1, MiB - 1)))
+    secret = rng.randbytes(32)
+    expected, _ = encode_file_inline(path, PARAMS, secret)
+    assert isinstance(expected, ChkCap)
+    size = path.stat().st_size
+    killer = WorkerKiller(size, [rng.uniform(0.1, 0.6) for _ in range(kills)], per_kill)
+
+    async def main() -> tuple[str, int, int, list[int]]:
+        async with GridClient(grid.config(workers=2, window=4)) as client:
+            poller = asyncio.create_task(killer.run(client.pool))
+            try:
+                result = await client.upload(path, killer, params=PARAMS, happy=7, secret=secret)
+            finally:
+                poller.cancel()
+            assert await client.pool.wait_for_workers()
+            return str(result.cap), client.pool.restarts, client.pool.live_workers, client.pool.worker_pids()
+
+    grid = LocalGrid(tmp_path / "grid", 10).start()
+    try:
+        cap, restarts, live, pids = asyncio.run(main())
+        print([(k.pid, k.acknowledged / size, k.jobs_in_flight) for k in killer.kills])
+        assert len(killer.kills) == kills * per_kill
+        for kill in killer.kills:
+            assert 0 < kill.acknowledged < size  # mid pass 2
+            assert kill.jobs_in_flight > 0  # the worker had jobs when it died
+            assert kill.pid not in pids
+        assert restarts >= len(killer.kills)
+        assert live == 2
+        assert cap == str(expected)
+        assert killer.progress == 2 * size  # the key pass, then every segment once
+        data = path.read_bytes()
+        _, ref_shares = reference.encode(data, PARAMS, secret)
+        shares = shares_on_disk(grid.dir, expected.storage_index)
+        assert shares == dict(enumerate(ref_shares))  # every share, each the reference encoder's
+        assert reference.decode(expected, shares) == data
+    finally:
+        grid.stop()
