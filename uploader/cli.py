@@ -19,7 +19,7 @@ from typing import Any
 from uploader.config import Config, load_config
 from uploader.errors import UploaderError
 
-COMMANDS = ("cap", "put", "get", "verify", "storage", "grid", "serve")
+COMMANDS = ("cap", "put", "get", "verify", "storage", "grid", "serve", "doctor")
 VERSION = "0.1.0"
 
 
@@ -30,6 +30,11 @@ def add_config_flags(parser: argparse.ArgumentParser, *, encoding: bool = True) 
         "--json", action="store_true", help="print JSON Lines on stdout, one object per result"
     )
     parser.add_argument("--workers", type=int, metavar="W", help="worker processes (default: CPU count)")
+    parser.add_argument(
+        "--erasure-backend",
+        choices=("auto", "isal", "zfec"),
+        help="erasure coding: ISA-L, zfec, or auto (ISA-L when it loads, else zfec; default)",
+    )
     if encoding:
         parser.add_argument(
             "-k", "--shares-needed", type=int, metavar="K", help="shares needed to read (default 3)"
