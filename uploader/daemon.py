@@ -1,6 +1,9 @@
 """``serve``: the long-running daemon — one GridClient, the web API, systemd notify, signals.
 
-Lifecycle: connect and start workers → listen → ``READY=1``. SIGHUP: ``RELOADING=1``, re-read
+Lifecycle: connect and start workers → listen → ``READY=1`` → resume the uploads a previous run
+left unfinished (their journals in ``DATA_DIR/journal``, their bodies kept in the spool; each shows
+in ``/status`` as an upload with stage "resuming"; its cap is logged only by storage index, as the
+client that sent it is gone — ``GET /uri/CAP`` works once it is done). SIGHUP: ``RELOADING=1``, re-read
 the configuration, apply what can change live (``uploader.reload``), ``READY=1``. SIGTERM/SIGINT:
 ``STOPPING=1``, stop listening, let running requests (uploads above all) finish for up to
 ``shutdown_timeout_s``, cancel what is left (its buckets are aborted), stop the workers, exit 0.
@@ -19,12 +22,18 @@ from pathlib import Path
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from uploader.api.app import ApiState, make_app
+from uploader.api.activity import upload_progress
+from uploader.api.app import ApiState, _upload_probe, make_app
+from uploader.chk.caps import ChkCap
 from uploader.config import Config
 from uploader.errors import ConfigError, LocalIOError
 from uploader.gridclient import GridClient
+from uploader.journal import JournalDir, JournalError, JournalHandle, JournalRecord
 from uploader.notify import Notifier, monotonic_usec
 from uploader.reload import plan
+from uploader.upload import Upload
+from workers.base32 import b32encode
+from workers.errors import UploaderError
 
 log = logging.getLogger("uploader.daemon")
 
@@ -65,13 +74,15 @@ def split_listen(value: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def prepare_spool(data_dir: Path) -> Path:
-    """``DATA_DIR/spool``, mode 0700, emptied of a previous run's leftovers."""
+def prepare_spool(data_dir: Path, keep: frozenset[Path] = frozenset()) -> Path:
+    """``DATA_DIR/spool``, mode 0700, emptied of a previous run's leftovers but for ``keep``
+    (the bodies of uploads that will be resumed)."""
     spool = data_dir / "spool"
     try:
         spool.mkdir(parents=True, exist_ok=True, mode=0o700)
         for leftover in spool.glob("upload-*.part"):
-            leftover.unlink()
+            if leftover.resolve() not in keep:
+                leftover.unlink()
     except OSError as exc:
         raise LocalIOError(f"cannot prepare the spool directory {spool}: {exc.strerror}") from None
     return spool
@@ -85,19 +96,28 @@ class Daemon:
         self.stop = asyncio.Event()
         self._reload_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._resumes: set[asyncio.Task[None]] = set()
         self.url = ""
 
     async def run(self) -> int:
         config = self.config
         setup_logging(config.log_level)
         self.notifier.send(STATUS="starting: connecting to storage servers and starting workers")
-        spool = prepare_spool(config.data_dir)
+        unfinished = _unfinished(JournalDir(config.data_dir / "journal"))
+        spool = prepare_spool(
+            config.data_dir, frozenset(Path(r.source.path).resolve() for _, r in unfinished)
+        )
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop.set)
         loop.add_signal_handler(signal.SIGHUP, self._spawn_reload)
-        grid = GridClient(config, max_uploads=MAX_UPLOADS)
-        await grid.start()
+        grid = GridClient(config, max_uploads=MAX_UPLOADS, journal_owner="daemon")
+        try:
+            await grid.start()
+        except BaseException:
+            for handle, _ in unfinished:
+                handle.release()
+            raise
         self.state = ApiState(grid, spool, MAX_UPLOADS)
         runner = web.AppRunner(
             make_app(self.state),
@@ -129,6 +149,10 @@ class Daemon:
             self.notifier.send(READY=1, STATUS=self._status_line(), MAINPID=os.getpid())
             ticker = asyncio.create_task(self._tick())
             watchdog = asyncio.create_task(self._watchdog()) if self.notifier.watchdog_s else None
+            for handle, record in unfinished:
+                task = asyncio.create_task(self._resume(handle, record, spool))
+                self._resumes.add(task)
+                task.add_done_callback(self._resumes.discard)
             await self.stop.wait()
             active = self.state.activity.count("upload")
             log.info("stopping: draining %d active uploads (up to %.0f s)", active, config.shutdown_timeout_s)
@@ -139,6 +163,11 @@ class Daemon:
             self.state.draining = True
             for task in list(self._tasks):
                 task.cancel()
+            if self._resumes:  # resumed uploads drain like requests do
+                _, late = await asyncio.wait(set(self._resumes), timeout=config.shutdown_timeout_s)
+                for task in late:
+                    task.cancel()
+                await asyncio.gather(*late, return_exceptions=True)
             await runner.cleanup()  # stop listening; wait for running requests up to shutdown_timeout_s
             ticker.cancel()
             if watchdog is not None:
@@ -149,6 +178,48 @@ class Daemon:
             await grid.close()
             self.notifier.close()
         return 0
+
+    async def _resume(self, handle: JournalHandle, record: JournalRecord, spool: Path) -> None:
+        """Finish an upload a previous run left unfinished; it shows in /status like any upload."""
+        state = self.state
+        t = state.activity.start("upload", record.source.size, stage="queued")
+        t.storage_index = b32encode(record.storage_index)
+        path = Path(record.source.path)
+        log.info("upload %s si=%s: resuming an interrupted upload of %d bytes", t.id, t.storage_index, t.size)
+        try:
+            async with state.upload_slots:
+                t.stage = "resuming"
+
+                def on_job(job: Upload) -> None:
+                    t.probe = lambda: _upload_probe(job)
+
+                result = await state.grid.upload(
+                    path, upload_progress(t, record.source.size), on_job=on_job, resume=(handle, record)
+                )
+            if isinstance(result.cap, ChkCap):
+                t.servers = {n: {"shares": sorted(s), "state": "complete"} for n, s in result.servers.items()}
+            t.bytes_done = result.size
+            state.activity.finish(t)
+            log.info(
+                "upload %s si=%s: resumed and done: %d share bytes sent, %d already on the servers",
+                t.id,
+                t.storage_index,
+                result.share_bytes_sent,
+                result.share_bytes_skipped,
+            )
+        except asyncio.CancelledError:
+            state.activity.finish(t, "cancelled (the daemon stopped)")
+            raise
+        except UploaderError as exc:
+            state.activity.finish(t, str(exc))
+            log.warning("upload %s si=%s: resume failed: %s", t.id, t.storage_index, exc)
+        except Exception as exc:  # one resume must not take the daemon down
+            state.activity.finish(t, type(exc).__name__)
+            log.error("upload %s si=%s: resume failed", t.id, t.storage_index, exc_info=exc)
+        finally:
+            handle.release()
+            if path.parent.resolve() == spool.resolve():
+                path.unlink(missing_ok=True)
 
     def _status_line(self) -> str:
         activity = self.state.activity
@@ -198,6 +269,21 @@ class Daemon:
                 if change.restart:
                     log.warning("settings that need a restart to change: %s", ", ".join(change.restart))
             self.notifier.send(READY=1, STATUS=self._status_line())
+
+
+def _unfinished(journals: JournalDir) -> list[tuple[JournalHandle, JournalRecord]]:
+    """The daemon's journals that no live process holds, claimed; unreadable ones are removed."""
+    out: list[tuple[JournalHandle, JournalRecord]] = []
+    for handle, record in journals.unfinished("daemon"):
+        if isinstance(record, JournalError):
+            log.warning("removing an unreadable upload journal: %s", record)
+            try:
+                handle.remove()
+            except JournalError as exc:
+                log.warning("%s", exc)
+            continue
+        out.append((handle, record))
+    return out
 
 
 def serve(config: Config, reload_config: Callable[[], Config], env: Mapping[str, str]) -> int:

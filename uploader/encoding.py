@@ -72,17 +72,25 @@ def open_source(path: Path) -> tuple[int, FileIdentity]:
     if not stat.S_ISREG(st.st_mode):
         os.close(fd)
         raise LocalIOError(f"{path} is not a regular file")
-    return fd, FileIdentity(st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev)
+    return fd, FileIdentity.from_stat(st)
 
 
 def check_unchanged(path: Path, before: FileIdentity) -> None:
-    """Raise SourceChanged if the file's size, mtime or inode moved since ``before``."""
+    """Raise SourceChanged if the file's size, mtime, ctime, inode or device moved since ``before``."""
     try:
         now = FileIdentity.of(path)
     except OSError as exc:
         raise SourceChanged(f"{path} vanished while it was being encoded: {exc.strerror}") from None
     if now != before:
-        raise SourceChanged(f"{path} changed while it was being encoded; no cap is given for changed data")
+        moved = ", ".join(
+            f"{name} {getattr(before, name)} -> {getattr(now, name)}"
+            for name in ("size", "mtime_ns", "ctime_ns", "inode", "device")
+            if getattr(before, name) != getattr(now, name)
+        )
+        raise SourceChanged(
+            f"{path} changed while it was being uploaded ({moved}); no cap is given for changed data "
+            "and the upload was aborted"
+        )
 
 
 def small_file_cap(path: Path) -> tuple[LitCap | None, FileIdentity]:
@@ -168,6 +176,8 @@ async def encode_file_pooled(
     on_stall: Callable[[], Awaitable[None]] | None = None,
     on_key: Callable[[bytes, bytes], Awaitable[None]] | None = None,
     slots: SlotSet | None = None,
+    identity: FileIdentity | None = None,
+    key: bytes | None = None,
 ) -> tuple[Cap, FileTrailer | None]:
     """Both passes on the worker pool; at most ``window`` segments in flight, results taken in order.
 
@@ -179,18 +189,29 @@ async def encode_file_pooled(
     ``slots`` is a lease of shared-memory slots (``await pool.slots.lease(window)``) the caller
     holds until every result is released; without one, a lease is taken here for pass 2 — then
     ``on_segment`` must have released each result by the time it returns.
+
+    ``identity``: the file as the caller saw it (its geometry, or a journal's record); the file
+    must still match it now and after pass 2. ``key``: a known key (a resumed upload) — no key pass.
+    The identity is checked again between the passes, so a file changed during the key pass fails
+    before anything is sent, and after pass 2, before the caller sends the shares' last bytes.
     """
     client = client if client is not None else object()
-    lit, identity = small_file_cap(path)
+    lit, found = small_file_cap(path)
     if lit is not None:
         return lit, None
+    if identity is None:
+        identity = found
+    elif found != identity:
+        check_unchanged(path, identity)  # raises, naming what moved
     g = Geometry.from_params(params, identity.size)
     source = str(path)
     try:
-        if secret is None:
+        if key is None and secret is None:
             key = random_key()
-        else:
+        elif key is None:
+            assert secret is not None
             key = await pool.key_pass(client, source, identity.size, secret, g.k, g.n, g.segment_size)
+            check_unchanged(path, identity)
         if progress:
             progress(identity.size)
         if on_key is not None:

@@ -24,6 +24,7 @@ from uploader.errors import ConfigError, NotEnoughServers
 from uploader.flow import Budget, KeyedLocks
 from uploader.gbs import StorageClient
 from uploader.gbs.errors import ServerError
+from uploader.journal import JournalDir, JournalHandle, JournalRecord
 from uploader.secrets import convergence_secret, lease_secret
 from uploader.supervisor import WorkerPool
 from uploader.upload import Upload, UploadResult, UploadSettings
@@ -39,7 +40,13 @@ class GridClient:
     """``start_pool=False`` for jobs that need no workers (``verify``)."""
 
     def __init__(
-        self, config: Config, *, max_uploads: int = 4, start_pool: bool = True, slot_count: int | None = None
+        self,
+        config: Config,
+        *,
+        max_uploads: int = 4,
+        start_pool: bool = True,
+        slot_count: int | None = None,
+        journal_owner: str = "put",
     ) -> None:
         if not config.servers:
             raise ConfigError(
@@ -70,6 +77,9 @@ class GridClient:
         self._start_pool = start_pool
         self._retired: list[StorageClient] = []  # dropped by a reload; closed with the rest
         self.unreachable: dict[str, str] = {}  # host:port -> why, for servers that did not connect
+        # Upload journals (resume after a crash): `put` resumes its own, the daemon its own.
+        self.journals = JournalDir(config.data_dir / "journal")
+        self.journal_owner = journal_owner
 
     async def start(self) -> None:
         """Start the workers and connect to every server, at once (both take a while)."""
@@ -221,9 +231,11 @@ class GridClient:
         happy: int | None = None,
         secret: bytes | None = None,
         on_job: Callable[[Upload], None] | None = None,
+        resume: tuple[JournalHandle, JournalRecord] | None = None,
     ) -> UploadResult:
         """Upload one file; ``params``, ``happy`` and ``secret`` override the configuration's for it.
-        ``on_job`` is handed the job before it runs (the daemon's status page reads its buckets)."""
+        ``on_job`` is handed the job before it runs (the daemon's status page reads its buckets).
+        ``resume``: a claimed journal (``unfinished``) of an interrupted upload of ``path`` to continue."""
         settings = self.settings
         if params is not None or happy is not None:
             settings = replace(settings, params=params or settings.params, happy=happy or settings.happy)
@@ -237,6 +249,9 @@ class GridClient:
             progress,
             self._locks,
             self._budgets,
+            journals=self.journals,
+            journal_owner=self.journal_owner,
+            resume=resume,
         )
         if on_job is not None:
             on_job(job)

@@ -28,7 +28,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from uploader import trace
@@ -37,14 +37,25 @@ from uploader.chk.layout import ShareLayout
 from uploader.chk.lease import lease_secrets
 from uploader.chk.trees import expected_layout
 from uploader.encoding import encode_file_pooled, small_file_cap
-from uploader.errors import NotEnoughServers
+from uploader.errors import NotEnoughServers, SourceChanged
 from uploader.flow import Budget, KeyedLocks, SegmentHold
 from uploader.gbs import StorageClient
 from uploader.gbs.errors import ServerError
+from uploader.journal import (
+    JournalDir,
+    JournalError,
+    JournalHandle,
+    JournalRecord,
+    ServerState,
+    SourceIdentity,
+)
 from uploader.placement import Candidate, placement_happiness, plan
 from uploader.supervisor import EncodeResult, WorkerPool
+from uploader.wire.protocol import Span
 from workers.base32 import b32encode
 from workers.geometry import EncodingParams, Geometry
+from workers.keys import storage_index as storage_index_of
+from workers.source import FileIdentity
 
 log = logging.getLogger("uploader.upload")
 
@@ -52,6 +63,7 @@ RETRY_DELAYS_S = (0.2, 0.5, 1.0, 2.0)
 MIN_EARLY_WRITE = 64 * 1024  # a write sent before it is full must carry at least this much
 TAIL_HOLDBACK = 1  # bytes of each share kept back until every share is otherwise written
 STOCK_WRITE_SIZE = 1_000_000  # allmydata.immutable.layout.WriteBucketProxy's batch_size (1.20)
+JOURNAL_EVERY_S = 2.0  # pass 2 rewrites the upload journal at most this often
 
 
 @dataclass(frozen=True)
@@ -78,15 +90,18 @@ class UploadResult:
     seconds: float
     share_bytes_sent: int = 0
     servers: dict[str, list[int]] = field(default_factory=dict)  # server name -> shares it holds
+    resumed: bool = False  # continued an interrupted upload from its journal
+    share_bytes_skipped: int = 0  # resumed: share bytes the servers already held, not sent again
 
 
 class _Link:
     """One server within one upload."""
 
-    def __init__(self, client: StorageClient, budget: Budget) -> None:
+    def __init__(self, client: StorageClient, budget: Budget, upload_secret: bytes | None = None) -> None:
         self.client = client
         self.budget = budget  # shared by every upload writing to this server
-        self.upload_secret = os.urandom(20)
+        # random per link; a resumed upload reuses the journal's, so its in-progress shares are its own
+        self.upload_secret = upload_secret if upload_secret is not None else os.urandom(20)
         self.lost: BaseException | None = None
 
     @property
@@ -97,9 +112,11 @@ class _Link:
 class _Bucket:
     """One share being written to one server."""
 
-    def __init__(self, link: _Link, shnum: int) -> None:
+    def __init__(self, link: _Link, shnum: int, required: Sequence[Span] | None = None) -> None:
         self.link = link
         self.shnum = shnum
+        # Resumed: the byte ranges the server still needs (its answer to a write); None: all of them.
+        self.required = None if required is None else tuple(required)
         self.pending: list[memoryview | bytes] = []
         self.holds: list[SegmentHold] = []
         self.pending_offset = 0
@@ -112,6 +129,12 @@ class _Bucket:
     @property
     def live(self) -> bool:
         return not self.failed and self.link.lost is None
+
+    def needs(self, begin: int, end: int) -> bool:
+        """Whether any byte of ``[begin, end)`` is still missing on the server."""
+        if self.required is None:
+            return True
+        return any(s.begin < end and begin < s.end for s in self.required)
 
 
 class Upload:
@@ -128,7 +151,13 @@ class Upload:
         progress: Callable[[int], None] | None = None,
         locks: KeyedLocks | None = None,
         budgets: dict[str, Budget] | None = None,
+        *,
+        journals: JournalDir | None = None,
+        journal_owner: str = "put",
+        resume: tuple[JournalHandle, JournalRecord] | None = None,
     ) -> None:
+        """``journals``: keep a journal of this upload there (so it can be resumed after a crash).
+        ``resume``: continue the interrupted upload this claimed journal describes."""
         self.pool = pool
         self.locks = locks if locks is not None else KeyedLocks()
         # bytes in flight per server, shared by all uploads of one client (keyed by server id)
@@ -152,11 +181,31 @@ class Upload:
         self.next_segment = 0
         self._placing = False
         self.client_id = object()
+        self.journals = journals
+        self.journal_owner = journal_owner
+        self.journal: JournalHandle | None = resume[0] if resume is not None else None
+        self.resume = resume[1] if resume is not None else None
+        self.identity: FileIdentity | None = None
+        self.share_bytes_skipped = 0
+        self._reclaimed: dict[tuple[str, int], tuple[Span, ...]] = {}  # in-progress shares resumed
+        self._acked: set[int] = set()  # segments acknowledged beyond segments_done
+        self.segments_done = 0
+        self._journal_saved = 0.0  # monotonic
+        self._journal_task: asyncio.Task[None] | None = None
+        self._journal_created = time.time()
 
     # ---- the job ------------------------------------------------------------------------------
     async def run(self) -> UploadResult:
         start = time.monotonic()
-        lit, identity = small_file_cap(self.path)
+        try:
+            lit, identity = small_file_cap(self.path)
+        except SourceChanged:
+            if self.resume is not None:
+                await self._abandon()
+            raise
+        self.identity = identity
+        if self.resume is not None:
+            await self._check_resumable(identity)
         if lit is not None:
             return UploadResult(lit, identity.size, time.monotonic() - start)
         g = Geometry.from_params(self.settings.params, identity.size)
@@ -176,12 +225,17 @@ class Upload:
                 on_segment=self._on_segment,
                 on_stall=self._on_stall,
                 slots=self.lease,
+                identity=identity,
+                key=self.resume.key if self.resume is not None else None,
             )
             assert trailer is not None
             await self._finish(trailer.share_trailer)
         except BaseException:
             await self._abort_all()
+            await self._journal_remove()  # the buckets are gone: nothing is left to resume
             raise
+        else:
+            await self._journal_remove()
         finally:
             await self._cancel_tasks()
             self.lease.close()
@@ -195,7 +249,202 @@ class Upload:
             servers.setdefault(self.links[name].name if name in self.links else name, []).extend(
                 sorted(shares)
             )
-        return UploadResult(cap, identity.size, time.monotonic() - start, self.share_bytes_sent, servers)
+        return UploadResult(
+            cap,
+            identity.size,
+            time.monotonic() - start,
+            self.share_bytes_sent,
+            servers,
+            resumed=self.resume is not None,
+            share_bytes_skipped=self.share_bytes_skipped,
+        )
+
+    # ---- the journal --------------------------------------------------------------------------
+    def _journal_record(self, placed: bool) -> JournalRecord:
+        assert self.identity is not None
+        shares: dict[str, set[int]] = {}
+        for b in self.buckets:
+            shares.setdefault(self._id(b.link.client), set()).add(b.shnum)
+        ident = self.identity
+        return JournalRecord(
+            owner=self.journal_owner,
+            source=SourceIdentity(
+                str(self.path.resolve()),
+                ident.size,
+                ident.mtime_ns,
+                ident.ctime_ns,
+                ident.inode,
+                ident.device,
+            ),
+            k=self.geometry.k,
+            n=self.geometry.n,
+            segment_size=self.settings.params.max_segment_size,
+            key=self.key,
+            storage_index=self.storage_index,
+            share_size=self.layout.share_size,
+            servers=tuple(
+                ServerState(sid, link.upload_secret, tuple(sorted(shares.get(sid, ()))))
+                for sid, link in self.links.items()
+            ),
+            placed=placed,
+            segments_done=self.segments_done,
+            created=self.resume.created if self.resume is not None else self._journal_created,
+            updated=time.time(),
+        )
+
+    async def _journal_save(self, placed: bool = True) -> None:
+        """Write the journal now (after any write in flight); create it on first use."""
+        if self.journal is None and self.journals is None:
+            return
+        if self._journal_task is not None:
+            await asyncio.gather(self._journal_task, return_exceptions=True)
+        record = self._journal_record(placed)
+        self._journal_saved = time.monotonic()
+        try:
+            if self.journal is None:
+                assert self.journals is not None
+                self.journal = await asyncio.to_thread(self.journals.create)
+            await asyncio.to_thread(self.journal.save, record)
+        except JournalError as exc:  # the upload goes on; only a crash would now lose its progress
+            log.warning(
+                "si=%s: %s; this upload cannot be resumed after a crash", b32encode(self.storage_index), exc
+            )
+
+    def _journal_tick(self) -> None:
+        """Pass 2's progress: rewrite the journal in the background, at most every JOURNAL_EVERY_S."""
+        if self.journal is None or time.monotonic() - self._journal_saved < JOURNAL_EVERY_S:
+            return
+        if self._journal_task is not None and not self._journal_task.done():
+            return
+        self._journal_task = asyncio.get_running_loop().create_task(self._journal_background())
+
+    async def _journal_background(self) -> None:
+        journal = self.journal
+        if journal is None:
+            return
+        record = self._journal_record(True)
+        self._journal_saved = time.monotonic()
+        try:
+            await asyncio.to_thread(journal.save, record)
+        except JournalError as exc:
+            log.warning("si=%s: %s", b32encode(self.storage_index), exc)
+
+    async def _journal_remove(self) -> None:
+        if self._journal_task is not None:
+            await asyncio.gather(self._journal_task, return_exceptions=True)
+        if self.journal is None:
+            return
+        journal, self.journal = self.journal, None
+        try:
+            await asyncio.to_thread(journal.remove)
+        except JournalError as exc:
+            log.warning("%s", exc)
+
+    # ---- resuming -----------------------------------------------------------------------------
+    def _changed_message(self, changes: list[str]) -> str:
+        return (
+            f"{self.path} changed since its upload was interrupted ({'; '.join(changes)}); the upload was "
+            "abandoned (its partial shares aborted, its journal removed) and no cap is given: upload the file "
+            "again without --resume"
+        )
+
+    async def _check_resumable(self, identity: FileIdentity) -> None:
+        """The source must be the one the journal describes, and the journal must be consistent."""
+        rec = self.resume
+        assert rec is not None
+        now = SourceIdentity(
+            str(self.path),
+            identity.size,
+            identity.mtime_ns,
+            identity.ctime_ns,
+            identity.inode,
+            identity.device,
+        )
+        changes = rec.source.changes(now)
+        if changes:
+            await self._abandon()
+            raise SourceChanged(self._changed_message(changes))
+        if storage_index_of(rec.key) != rec.storage_index:
+            await self._abandon()
+            raise JournalError(
+                f"the upload journal of {self.path} is inconsistent: its key does not give its storage index"
+            )
+        self.settings = replace(self.settings, params=EncodingParams(rec.k, rec.n, rec.segment_size))
+        log.info(
+            "si=%s resuming: %d of the file's segments were acknowledged before the interruption",
+            b32encode(rec.storage_index),
+            rec.segments_done,
+        )
+
+    async def _abandon(self) -> None:
+        """Abort the journal's in-progress shares (with its upload secrets) and remove the journal."""
+        rec = self.resume
+        assert rec is not None
+        by_id = {self._id(c): c for c in self.clients}
+        secrets = rec.secrets_by_server()
+        aborts = [
+            by_id[sid].abort(rec.storage_index, shnum, secrets[sid])
+            for sid, shares in rec.placement().items()
+            if sid in by_id
+            for shnum in shares
+        ]
+        await asyncio.gather(*aborts, return_exceptions=True)
+        await self._journal_remove()
+
+    async def _reclaim(self, real: dict[str, set[int]], allocated: dict[str, set[int]]) -> None:
+        """Resume: re-establish the journal's placement. Each server is asked again, with the same
+        upload secret, for the shares it had: complete ones come back in already-have, ones it lost
+        (a restart drops in-progress buckets) are allocated afresh, and ours still in progress come
+        back in neither set — a write of their header (bytes fixed by the geometry, so rewriting
+        them is idempotent) answers which ranges are still missing."""
+        rec = self.resume
+        assert rec is not None
+        size, header = self.layout.share_size, self.layout.header_size
+
+        async def one(sid: str, shares: tuple[int, ...]) -> None:
+            want = set(shares) - real[sid]
+            self.share_bytes_skipped += (len(shares) - len(want)) * size
+            if not want:
+                return
+            resp = await self._allocate(self.links[sid], want)
+            if resp is None:
+                return
+            got, have = resp
+            real[sid] |= have & set(range(self.geometry.n))
+            self.share_bytes_skipped += len(want & have) * size
+            allocated.setdefault(sid, set()).update(got)
+            for shnum in sorted(want - got - have):
+                spans = await self._probe(self.links[sid], shnum)
+                if spans is None:
+                    continue
+                if not spans:
+                    real[sid].add(shnum)  # the header was all it lacked
+                    self.share_bytes_skipped += size - header
+                    continue
+                allocated[sid].add(shnum)
+                self._reclaimed[(sid, shnum)] = spans
+                self.share_bytes_skipped += size - header - sum(s.end - s.begin for s in spans)
+
+        await asyncio.gather(*(one(sid, shares) for sid, shares in rec.placement().items() if sid in real))
+        log.info(
+            "si=%s resume: %d shares continued, %d allocated again, %d complete",
+            b32encode(rec.storage_index),
+            len(self._reclaimed),
+            sum(len(v) for v in allocated.values()) - len(self._reclaimed),
+            sum(len(v) for v in real.values()),
+        )
+
+    async def _probe(self, link: _Link, shnum: int) -> tuple[Span, ...] | None:
+        """Rewrite share ``shnum``'s header: the answer lists the ranges still missing (``()``:
+        complete). None if the share is not ours to write (another upload's, gone, or different)."""
+        data = self.layout.pack_header()
+        try:
+            required = await link.client.write(self.storage_index, shnum, 0, [data], link.upload_secret)
+        except ServerError as exc:
+            log.warning("share %d on %s cannot be resumed: %s", shnum, link.name, exc)
+            return None
+        self.share_bytes_sent += len(data)
+        return tuple(required)
 
     def _key_progress(self, nbytes: int) -> None:
         """``encode_file_pooled`` reports the key pass, then every segment as it is *encoded*; only
@@ -215,8 +464,16 @@ class Upload:
         ranked = sorted(
             self.clients, key=lambda c: hashlib.sha1(storage_index + c.permutation_seed).digest()
         )[: 2 * n]
-        links = {self._id(c): _Link(c, self._budget(c)) for c in ranked}
+        known: dict[str, bytes] = {}
+        if self.resume is not None:  # the journal's servers too, wherever they now rank
+            known = self.resume.secrets_by_server()
+            placed = self.resume.placement()
+            ranked += [c for c in self.clients if self._id(c) in placed and c not in ranked]
+        links = {self._id(c): _Link(c, self._budget(c), known.get(self._id(c))) for c in ranked}
         self.links = links
+        # The upload secrets are durable before any server sees them: after a crash, every bucket
+        # this upload may have created can be finished (or aborted) by a resume.
+        await self._journal_save(placed=False)
         listed = await asyncio.gather(*(self._list(link) for link in links.values()))
         real: dict[str, set[int]] = {}  # complete shares servers already hold
         writable: dict[str, bool] = {}
@@ -226,6 +483,8 @@ class Upload:
                 writable[sid] = link.client.version.maximum_immutable_share_size >= size
         allocated: dict[str, set[int]] = {}
         refused: set[str] = set()
+        if self.resume is not None:
+            await self._reclaim(real, allocated)
         busy: dict[str, set[int]] = {}  # shares a server left out though it has room: uploads in progress
         best = -1
         while True:
@@ -267,12 +526,13 @@ class Upload:
         await asyncio.gather(*(self._renew(links[sid]) for sid in self.kept if sid not in allocated))
         for sid, shares in sorted(allocated.items()):
             for shnum in sorted(shares):
-                self.buckets.append(_Bucket(links[sid], shnum))
+                self.buckets.append(_Bucket(links[sid], shnum, self._reclaimed.get((sid, shnum))))
         self.spares = [
             links[sid] for sid in real if writable[sid] and sid not in refused and not allocated.get(sid)
         ]
         if happy_now < self.settings.happy:
             raise NotEnoughServers(self._unhappy_message(happy_now))
+        await self._journal_save()
         log.info(
             "si=%s placed %d shares on %d servers (happiness %d, %d kept)",
             b32encode(storage_index),
@@ -342,13 +602,19 @@ class Upload:
         if self.settings.stock_mode:
             await self._on_segment_stock(result)
             return
-        live = [b for b in self.buckets if b.live]
+        offset = self.layout.block_offset(result.segment)
+        end = offset + len(result.blocks[0])
+        head = self.layout.header_size if result.segment == 0 else 0  # segment 0 carries the header
+        # A resumed upload sends a bucket only what its server still lacks.
+        live = [b for b in self.buckets if b.live and (b.needs(offset, end) or b.needs(0, head))]
         hold = SegmentHold(result, len(live), self._segment_sent)
         for bucket in live:
             block = result.blocks[bucket.shnum]
+            if bucket.pending and bucket.pending_offset + bucket.pending_bytes != offset:
+                await self._flush(bucket)  # the server has the blocks in between: not contiguous
             if not bucket.pending:
-                bucket.pending_offset = self.layout.block_offset(result.segment)
-                if result.segment == 0:
+                bucket.pending_offset = offset
+                if result.segment == 0 and bucket.needs(0, head):
                     bucket.pending.append(self.layout.pack_header())
                     bucket.pending_offset = 0
                     bucket.pending_bytes += self.layout.header_size
@@ -368,11 +634,18 @@ class Upload:
         """Stop-and-wait, as Tahoe's encoder does: batch each share's block (copied, so the slot
         is free for the next segment, as Tahoe's buffers are its own), send the batches that are
         full, and wait for every write in flight to be acknowledged before the next segment."""
+        offset = self.layout.block_offset(result.segment)
+        end = offset + len(result.blocks[0])
+        head = self.layout.header_size if result.segment == 0 else 0
         try:
             for bucket in (b for b in self.buckets if b.live):
+                if not (bucket.needs(offset, end) or bucket.needs(0, head)):
+                    continue
+                if bucket.pending and bucket.pending_offset + bucket.pending_bytes != offset:
+                    await self._flush(bucket)
                 if not bucket.pending:
-                    bucket.pending_offset = self.layout.block_offset(result.segment)
-                    if result.segment == 0:
+                    bucket.pending_offset = offset
+                    if result.segment == 0 and bucket.needs(0, head):
                         bucket.pending.append(self.layout.pack_header())
                         bucket.pending_offset = 0
                         bucket.pending_bytes += self.layout.header_size
@@ -391,6 +664,11 @@ class Upload:
             await self._recover()
 
     def _segment_sent(self, segment: int) -> None:
+        self._acked.add(segment)
+        while self.segments_done in self._acked:
+            self._acked.discard(self.segments_done)
+            self.segments_done += 1
+        self._journal_tick()
         if self.progress is not None:
             self.progress(self.geometry.segment_length(segment))
 
@@ -562,7 +840,8 @@ class Upload:
                 if not bucket.trailer_sent:
                     bucket.trailer_sent = True
                     trailer = tails.setdefault(bucket.shnum, share_trailer(bucket.shnum))
-                    await self._send(bucket, start, [trailer[:-TAIL_HOLDBACK]], [])
+                    if bucket.needs(start, end):
+                        await self._send(bucket, start, [trailer[:-TAIL_HOLDBACK]], [])
             await self._drain()
             if await self._recovered():
                 continue

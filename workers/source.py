@@ -1,8 +1,9 @@
 """Reading a source file by offset, and noticing when it changes underneath us.
 
 Workers read their segment straight from the file (path + offset), so plaintext never crosses a
-process boundary. ``FileIdentity`` (size, mtime, inode, device) is taken before the key pass and
-checked after the encode pass: a file that changed in between must never get a cap.
+process boundary. ``FileIdentity`` (size, mtime, ctime, inode, device) is taken before the key pass and
+checked after the encode pass: a file that changed in between must never get a cap. The ctime
+catches a rewrite whose mtime was set back (``touch -d``, ``os.utime``): no user can set it.
 """
 
 from __future__ import annotations
@@ -20,11 +21,15 @@ class FileIdentity:
     mtime_ns: int
     inode: int
     device: int
+    ctime_ns: int = 0
 
     @classmethod
     def of(cls, path: str | os.PathLike[str]) -> FileIdentity:
-        st = os.stat(path)
-        return cls(st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev)
+        return cls.from_stat(os.stat(path))
+
+    @classmethod
+    def from_stat(cls, st: os.stat_result) -> FileIdentity:
+        return cls(st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev, st.st_ctime_ns)
 
 
 def read_exact(fd: int, offset: int, length: int) -> bytes:

@@ -13,8 +13,9 @@ from pathlib import Path
 from uploader import aio, daemonclient
 from uploader.cli import add_config_flags, report_error
 from uploader.config import Config
-from uploader.errors import LocalIOError, UploaderError
+from uploader.errors import LocalIOError, UploaderError, UsageError
 from uploader.gridclient import GridClient
+from uploader.journal import JournalError, JournalHandle, JournalRecord
 from uploader.progress import ProgressBar
 
 
@@ -31,6 +32,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--pipeline-depth", metavar="BYTES", help='bytes in flight per server, or "auto" (the default)'
     )
     p.add_argument("--window", type=int, metavar="SEGMENTS", help="segments in flight per file")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an upload of FILE that was interrupted (killed, crashed, rebooted) from its journal, "
+        "sending only what the servers still lack; a FILE without one is uploaded from the start",
+    )
     p.set_defaults(run=run)
 
 
@@ -40,6 +47,8 @@ def run(args: argparse.Namespace, config: Config) -> int:
 
 async def _run(args: argparse.Namespace, config: Config) -> int:
     if config.daemon:
+        if args.resume:
+            raise UsageError("--resume is for uploads put runs itself: the daemon resumes its own at start")
         return await _run_daemon(args, config.daemon)
     total = 0
     for path in args.files:
@@ -49,28 +58,44 @@ async def _run(args: argparse.Namespace, config: Config) -> int:
     worst = 0
     async with GridClient(config, max_uploads=min(len(args.files), 4)) as grid:
         limit = asyncio.Semaphore(4)
+        journals = _journals(grid, args.files, claim=args.resume)
 
         async def one(path: Path) -> int:
             async with limit:
+                resume = journals.pop(path, None) if args.resume else None
                 try:
                     if not path.is_file():
                         raise LocalIOError(f"cannot read {path}: not a regular file or does not exist")
-                    result = await grid.upload(path, bar)
+                    if resume is not None and not args.json:
+                        print(f"uploader: resuming the interrupted upload of {path}", file=sys.stderr)
+                    elif args.resume and not args.json:
+                        print(
+                            f"uploader: no interrupted upload of {path}: uploading it from the start",
+                            file=sys.stderr,
+                        )
+                    elif not args.resume and path in journals:
+                        print(
+                            f"uploader: note: an interrupted upload of {path} can be continued with --resume",
+                            file=sys.stderr,
+                        )
+                    result = await grid.upload(path, bar, resume=resume)
                 except UploaderError as exc:
                     return report_error(args, exc, file=str(path))
+                finally:
+                    if resume is not None:
+                        resume[0].release()  # a no-op once the upload removed it
             if args.json:
-                print(
-                    json.dumps(
-                        {
-                            "file": str(path),
-                            "cap": str(result.cap),
-                            "size": result.size,
-                            "seconds": round(result.seconds, 3),
-                            "mb_per_s": round(result.size / max(result.seconds, 1e-9) / 1e6, 2),
-                        }
-                    ),
-                    flush=True,
-                )
+                fields = {
+                    "file": str(path),
+                    "cap": str(result.cap),
+                    "size": result.size,
+                    "seconds": round(result.seconds, 3),
+                    "mb_per_s": round(result.size / max(result.seconds, 1e-9) / 1e6, 2),
+                    "share_bytes_sent": result.share_bytes_sent,
+                }
+                if result.resumed:
+                    fields |= {"resumed": True, "share_bytes_skipped": result.share_bytes_skipped}
+                print(json.dumps(fields), flush=True)
             elif len(args.files) > 1:
                 print(f"{path}: {result.cap}", flush=True)
             else:
@@ -81,6 +106,8 @@ async def _run(args: argparse.Namespace, config: Config) -> int:
             codes = await asyncio.gather(*(one(p) for p in args.files))
         finally:
             bar.close()
+            for handle, _ in journals.values():
+                handle.release()
     for code in codes:
         worst = worst or code
     if bar.enabled and bar.done:
@@ -90,6 +117,36 @@ async def _run(args: argparse.Namespace, config: Config) -> int:
             file=sys.stderr,
         )
     return worst
+
+
+def _journals(
+    grid: GridClient, files: list[Path], *, claim: bool
+) -> dict[Path, tuple[JournalHandle, JournalRecord]]:
+    """The newest unfinished `put` journal of each of ``files``, claimed (locked) when ``claim``;
+    without it, only which files have one (released at once). Unreadable journals are removed."""
+    wanted: dict[str, Path] = {}
+    for path in files:
+        with contextlib.suppress(OSError):
+            wanted[str(path.resolve())] = path
+    found: dict[Path, tuple[JournalHandle, JournalRecord]] = {}
+    for handle, record in grid.journals.unfinished("put"):
+        if isinstance(record, JournalError):
+            print(f"uploader: warning: removing an unreadable upload journal: {record}", file=sys.stderr)
+            with contextlib.suppress(JournalError):
+                handle.remove()
+            continue
+        match = wanted.get(record.source.path)
+        older = found.get(match) if match is not None else None
+        if match is None or (older is not None and older[1].updated >= record.updated):
+            handle.release()
+            continue
+        if older is not None:
+            older[0].release()
+        found[match] = (handle, record)
+    if not claim:
+        for handle, _ in found.values():
+            handle.release()
+    return found
 
 
 async def _run_daemon(args: argparse.Namespace, url: str) -> int:
