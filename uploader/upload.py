@@ -396,10 +396,31 @@ class Upload:
         upload secret, for the shares it had: complete ones come back in already-have, ones it lost
         (a restart drops in-progress buckets) are allocated afresh, and ours still in progress come
         back in neither set — a write of their header (bytes fixed by the geometry, so rewriting
-        them is idempotent) answers which ranges are still missing."""
+        them is idempotent) answers which ranges are still missing. A journal written before the
+        placement finished (the crash came while allocating) names no shares: then each of its
+        servers is asked about every share number by that write alone (404: not ours)."""
         rec = self.resume
         assert rec is not None
         size, header = self.layout.share_size, self.layout.header_size
+
+        def take(sid: str, shnum: int, spans: tuple[Span, ...] | None) -> None:
+            if spans is None:
+                return
+            if not spans:
+                real[sid].add(shnum)  # the header was all it lacked
+                self.share_bytes_skipped += size - header
+                return
+            allocated.setdefault(sid, set()).add(shnum)
+            self._reclaimed[(sid, shnum)] = spans
+            self.share_bytes_skipped += size - header - sum(s.end - s.begin for s in spans)
+
+        async def unplaced(sid: str) -> None:
+            for shnum in sorted(set(range(self.geometry.n)) - real[sid]):
+                take(sid, shnum, await self._probe(self.links[sid], shnum, quiet=True))
+
+        if not rec.placed:
+            await asyncio.gather(*(unplaced(sid) for sid in rec.secrets_by_server() if sid in real))
+            return
 
         async def one(sid: str, shares: tuple[int, ...]) -> None:
             want = set(shares) - real[sid]
@@ -414,16 +435,7 @@ class Upload:
             self.share_bytes_skipped += len(want & have) * size
             allocated.setdefault(sid, set()).update(got)
             for shnum in sorted(want - got - have):
-                spans = await self._probe(self.links[sid], shnum)
-                if spans is None:
-                    continue
-                if not spans:
-                    real[sid].add(shnum)  # the header was all it lacked
-                    self.share_bytes_skipped += size - header
-                    continue
-                allocated[sid].add(shnum)
-                self._reclaimed[(sid, shnum)] = spans
-                self.share_bytes_skipped += size - header - sum(s.end - s.begin for s in spans)
+                take(sid, shnum, await self._probe(self.links[sid], shnum))
 
         await asyncio.gather(*(one(sid, shares) for sid, shares in rec.placement().items() if sid in real))
         log.info(
@@ -434,14 +446,20 @@ class Upload:
             sum(len(v) for v in real.values()),
         )
 
-    async def _probe(self, link: _Link, shnum: int) -> tuple[Span, ...] | None:
+    async def _probe(self, link: _Link, shnum: int, *, quiet: bool = False) -> tuple[Span, ...] | None:
         """Rewrite share ``shnum``'s header: the answer lists the ranges still missing (``()``:
         complete). None if the share is not ours to write (another upload's, gone, or different)."""
         data = self.layout.pack_header()
         try:
             required = await link.client.write(self.storage_index, shnum, 0, [data], link.upload_secret)
         except ServerError as exc:
-            log.warning("share %d on %s cannot be resumed: %s", shnum, link.name, exc)
+            log.log(
+                logging.DEBUG if quiet else logging.WARNING,
+                "share %d on %s cannot be resumed: %s",
+                shnum,
+                link.name,
+                exc,
+            )
             return None
         self.share_bytes_sent += len(data)
         return tuple(required)
@@ -793,6 +811,8 @@ class Upload:
             log.info("share %d re-placed on spare server %s", shnum, link.name)
             task = asyncio.create_task(self._backfill(bucket, self.next_segment))
             self.backfills.add(task)
+            self._journal_saved = 0.0  # a new bucket: journal it (and its server's secret) soon
+            self._journal_tick()
         happiness = placement_happiness(self._holders())
         if happiness < self.settings.happy:
             raise NotEnoughServers(self._unhappy_message(happiness))
