@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 CACHE  ?= .cache
 TAHOE_VENV := $(CACHE)/tahoe-venv
 
-.PHONY: install tahoe demo test unit integration lint format typecheck bench check rss-cap rss-put faults clean
+.PHONY: install tahoe demo test unit integration lint format typecheck bench bench-report check rss-cap rss-put faults clean
 
 $(VENV)/.ok: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,11 @@ typecheck: install
 
 bench: install
 	$(PY) -m tools.bench
+
+# The throughput model's full sweep and timelines (root: tbf in a namespace; < 15 min), refreshing
+# docs/performance/ and the generated blocks of docs/performance.md.
+bench-report: install tahoe
+	$(PY) -m tools.bench --report
 
 # Peak RSS of `cap` over a 1 GiB file (issue 2's acceptance figure; not part of CI).
 rss-cap: install

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.localgrid import LocalGrid
+from tools import timeline
 from uploader import trace
 from uploader.gridclient import GridClient
 
@@ -50,6 +51,11 @@ def test_trace_records_worker_busy_and_link_writes(grid: LocalGrid, tmp_path: Pa
     assert sum(s.nbytes for s in writes) == sent > 1_000_000 * 4 // 2
     assert {s.who for s in writes} == set(servers)
     assert recorder.dropped == 0
+    # the timeline tool on this real trace (no shaped link: no wire samples)
+    figures = timeline.analyse(recorder.spans, [], None)
+    assert 0 < figures["cpu_busy"] <= 1 and figures["servers"] == 4 and figures["share_bytes"] == sent
+    png = timeline.plot(recorder.spans, [], None, "smoke", tmp_path / "timeline.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_trace_is_off_by_default_and_bounded(grid: LocalGrid, tmp_path: Path) -> None:

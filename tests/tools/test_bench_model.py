@@ -22,7 +22,16 @@ def test_bench_model_smoke(tmp_path: Path, tahoe_bin: Path) -> None:
         Point("bandwidth", "default", 5.0, "auto", 65536, 1000.0, workers=1),  # tbf in a namespace
     ]
     summary = run(
-        tmp_path, quick=True, points=points, size=300_000, k=2, n=4, tahoe_bin=tahoe_bin, calibrate=False
+        tmp_path,
+        quick=True,
+        points=points,
+        size=300_000,
+        k=2,
+        n=4,
+        tahoe_bin=tahoe_bin,
+        calibrate=False,
+        repeats=1,
+        warm_up=False,
     )
     with (tmp_path / "model.csv").open() as fh:
         assert tuple(next(csv.reader(fh))) == COLUMNS

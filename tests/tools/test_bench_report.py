@@ -1,0 +1,61 @@
+"""tools/bench_report.py: the generated blocks of a doc are replaced and nothing else; the table
+marks ratios outside ±20%; the headline figures come from the rows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tools.bench_report import findings, table, update_doc
+
+MIB = 1024 * 1024
+
+
+def _row(**kw: Any) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "sweep": "rtt", "mode": "default", "rtt_ms": 50.0, "bandwidth_mbit": 0.0, "pipeline_depth": "auto",
+        "resolved_depth": 16 * MIB, "segment_size": MIB, "workers": 2, "uploads": 1, "k": 3, "n": 10,
+        "measured_mb_per_s": 10.0, "predicted_mb_per_s": 10.0, "ratio": 1.0, "link_utilisation": "",
+        "predicted_steady_mb_per_s": 12.0,
+    }  # fmt: skip
+    return row | kw
+
+
+def test_update_doc_rewrites_only_the_generated_blocks(tmp_path: Path) -> None:
+    doc = tmp_path / "p.md"
+    doc.write_text("intro\n<!-- generated:a -->\nold\n<!-- /generated:a -->\nprose\n")
+    update_doc(doc, {"a": "new $1 \\g<0>\n"})  # no regex replacement syntax is interpreted
+    assert doc.read_text() == "intro\n<!-- generated:a -->\nnew $1 \\g<0>\n<!-- /generated:a -->\nprose\n"
+    with pytest.raises(ValueError, match="no generated:b block"):
+        update_doc(doc, {"b": "x"})
+
+
+def test_table_marks_outliers_and_findings_count_them() -> None:
+    rows = [
+        _row(),
+        _row(sweep="depth", pipeline_depth=128 * 1024, resolved_depth=128 * 1024, ratio=0.7, measured_mb_per_s=7.0),
+        _row(sweep="tahoe", mode="tahoe", predicted_mb_per_s="", ratio="", resolved_depth=""),
+    ]  # fmt: skip
+    text = table(rows)
+    assert "| **0.70** |" in text and "| 1.00 |" in text and "128 KiB (128 KiB)" in text
+    assert len(text.strip().splitlines()) == 2 + 3
+    summary = findings(rows, {"seconds": 1.0, "load_average": [1.0], "cpu_count": 2})
+    assert (
+        "1 of the 2 modelled points are within ±20%" in summary
+        and "depth default depth 128 KiB (0.70)" in summary
+    )
+
+
+def test_findings_link_use_at_the_acceptance_point() -> None:
+    common = {"sweep": "bandwidth", "bandwidth_mbit": 100.0, "rtt_ms": 50.0}
+    rows = [
+        _row(**common, pipeline_depth="auto", resolved_depth=4 * MIB, link_utilisation=0.93),
+        _row(**common, pipeline_depth=16 * MIB, link_utilisation=0.92),
+        # stock: 3.0 MB/s of plaintext predicted in the steady state = 10 MB/s of shares of 12.5
+        _row(**common, mode="stock", link_utilisation=0.8, predicted_steady_mb_per_s=3.0, predicted_mb_per_s=2.7),
+    ]  # fmt: skip
+    text = findings(rows, {})
+    assert "puts **93.0%** of the link's rate" in text and "16 MiB 92.0%" in text
+    assert "stock mode 80.0% (the model's steady state: 80.0%, whole upload 72.0%)" in text
