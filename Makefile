@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 CACHE  ?= .cache
 TAHOE_VENV := $(CACHE)/tahoe-venv
 
-.PHONY: install tahoe demo test unit integration lint format typecheck bench bench-report check rss-cap rss-put faults clean
+.PHONY: install tahoe browser demo test unit integration lint format typecheck bench bench-report check rss-cap rss-put faults clean
 
 $(VENV)/.ok: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,17 +21,24 @@ $(TAHOE_VENV)/.ok: tests/tahoe-constraints.txt | $(VENV)/.ok
 
 tahoe: $(TAHOE_VENV)/.ok
 
+# Debian's headless Chromium and its WebDriver, for the status page's browser test (no browser download).
+# Installs only when either is missing, so it is a no-op on a machine that has them (CI runs as root).
+browser:
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; \
+	fi
+
 # The main job on the embedded local grid: start 10 servers, upload 256 MiB, check it, stop.
 demo: install
 	$(PY) -m tools.demo
 
-test: install tahoe
+test: install tahoe browser
 	$(PY) -m pytest
 
 unit: install
 	$(PY) -m pytest -m "not integration"
 
-integration: install tahoe
+integration: install tahoe browser
 	$(PY) -m pytest -m integration
 
 lint: install

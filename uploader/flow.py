@@ -46,6 +46,21 @@ class Budget:
         self.capacity = capacity
         self.free = capacity
         self._cond = asyncio.Condition()
+        # Cumulative, across the uploads sharing this server, for the status page.
+        self.bytes_sent = 0  # bytes of writes the server acknowledged
+        self.writes = 0  # acknowledged writes
+        self.write_s = 0.0  # their summed round-trip seconds
+        self.failures = 0  # write attempts that failed (retried or not)
+
+    def record(self, nbytes: int, seconds: float) -> None:
+        """An acknowledged write of ``nbytes`` that took ``seconds`` to answer."""
+        self.bytes_sent += nbytes
+        self.writes += 1
+        self.write_s += seconds
+
+    @property
+    def in_flight(self) -> int:
+        return self.capacity - self.free
 
     async def acquire(self, n: int) -> int:
         n = min(n, self.capacity)

@@ -215,6 +215,11 @@ class GridClient:
         await asyncio.gather(*(c.close() for c in [*self.clients, *self._retired]), return_exceptions=True)
         await self.pool.close()
 
+    def server_flow(self) -> dict[str, Budget | None]:
+        """Each connected server (host:port) and its byte budget, with the cumulative write counters
+        of every upload so far; None for a server no upload has written to yet."""
+        return {f"{c.nurl.host}:{c.nurl.port}": self._budgets.get(c.nurl.spki_hash) for c in self.clients}
+
     async def __aenter__(self) -> GridClient:
         await self.start()
         return self

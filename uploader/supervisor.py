@@ -244,6 +244,11 @@ class WorkerPool:
         return sum(1 for w in self._workers if not w.dead and not w.retiring)
 
     @property
+    def worker_indexes(self) -> list[int]:
+        """The live workers' indexes (the keys of ``busy_s``; a restarted worker gets a new one)."""
+        return [w.index for w in self._workers if not w.dead and not w.retiring]
+
+    @property
     def slot_size(self) -> int:
         """Bytes per shared-memory slot (0 when the pool has none)."""
         return self._slot_size if self._arena is not None else 0

@@ -15,6 +15,29 @@ from dataclasses import dataclass, field
 from typing import Any
 
 RECENT = 32  # finished transfers kept for /status
+RATE_MARKS = 6  # progress readings (one per tick) a transfer's current rate is taken over
+
+
+def work(kind: str, stage: str, bytes_done: int, size: int) -> tuple[int, int] | None:
+    """A transfer's progress as (units done, units in all), or None while it cannot be told.
+
+    An upload reads the file twice — the convergent-key pass ("hashing"), then encoding and sending
+    ("uploading") —, so it has twice its size in units; receiving the body is the client's pace and
+    is not counted. A download has its size."""
+    if size < 0:
+        return None
+    if kind == "download":
+        return (size if stage == "done" else min(bytes_done, size)), size
+    total = 2 * size
+    if stage == "hashing":
+        return min(bytes_done, size), total
+    if stage == "uploading":
+        return size + min(bytes_done, size), total
+    if stage == "done":
+        return total, total
+    if stage == "queued":
+        return 0, total
+    return None
 
 
 @dataclass
@@ -29,6 +52,10 @@ class Transfer:
     finished: float | None = None
     error: str | None = None
     servers: dict[str, Any] = field(default_factory=dict)
+    name: str | None = None  # the file name a form upload gave (shown in the shared list)
+    tag: str | None = None  # the uploading page's own id for this upload, to follow its progress
+    # (time, stage, bytes_done) once per tick, for the current rate and the ETA
+    marks: deque[tuple[float, str, int]] = field(default_factory=lambda: deque(maxlen=RATE_MARKS))
     # Live details (per-server state, storage index) read when a snapshot is taken.
     probe: Callable[[], Mapping[str, Any]] | None = None
 
@@ -38,18 +65,49 @@ class Transfer:
             self.storage_index = live.get("storage_index") or self.storage_index
             self.servers = live.get("servers", self.servers)
         elapsed = max((self.finished or now) - self.started, 1e-9)
+        units = work(self.kind, self.stage, self.bytes_done, self.size)
+        rate = self.rate()
         return {
             "id": self.id,
             "kind": self.kind,
+            "name": self.name,
+            "tag": self.tag,
             "storage_index": self.storage_index,
             "size": self.size,
             "stage": self.stage,
             "bytes_done": self.bytes_done,
             "seconds": round(elapsed, 3),
             "mb_per_s": round(self.bytes_done / elapsed / 1e6, 2),
+            "rate": None if rate is None else round(rate, 1),
+            "progress": None if units is None or units[1] == 0 else round(units[0] / units[1], 4),
+            "eta_s": self.eta_s(rate),
             "servers": self.servers,
             **({"error": self.error} if self.error is not None else {}),
         }
+
+    def mark(self, now: float) -> None:
+        self.marks.append((now, self.stage, self.bytes_done))
+
+    def rate(self) -> float | None:
+        """Bytes per second in the current stage over the recent marks; None without two of them
+        in this stage. A finished transfer's is its average over its whole life."""
+        if self.finished is not None:
+            if self.error is not None or self.size <= 0:
+                return None
+            return self.size / max(self.finished - self.started, 1e-9)
+        same = [m for m in self.marks if m[1] == self.stage]
+        if len(same) < 2 or same[-1][0] <= same[0][0]:
+            return None
+        return max(0, same[-1][2] - same[0][2]) / (same[-1][0] - same[0][0])
+
+    def eta_s(self, rate: float | None) -> float | None:
+        """Seconds left at the current rate: in the last stage only (sending an upload's shares, or a
+        download), where the rest is that stage's remaining bytes."""
+        if self.finished is not None or not rate or self.size < 0:
+            return None
+        if self.stage not in ("uploading", "downloading", "receiving"):
+            return None
+        return round(max(0, self.size - self.bytes_done) / rate, 1)
 
 
 class Activity:
@@ -85,6 +143,12 @@ class Activity:
         self.totals[(t.kind, result)] = self.totals.get((t.kind, result), 0) + 1
         self.active.pop(t.id, None)
         self.recent.appendleft(t)
+
+    def tick(self) -> None:
+        """Note each active transfer's progress (once per sampling interval), for rates and ETAs."""
+        now = self.clock()
+        for t in self.active.values():
+            t.mark(now)
 
     def count(self, kind: str) -> int:
         return sum(1 for t in self.active.values() if t.kind == kind)
@@ -134,4 +198,4 @@ class Utilisation:
         self._last = (now, cpu_s, dict(busy_s))
 
 
-__all__ = ["RECENT", "Activity", "Transfer", "Utilisation", "upload_progress"]
+__all__ = ["RATE_MARKS", "RECENT", "Activity", "Transfer", "Utilisation", "upload_progress", "work"]

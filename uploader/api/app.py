@@ -27,7 +27,9 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from uploader.api import request as rq
 from uploader.api.activity import Activity, Transfer, Utilisation, upload_progress
+from uploader.api.history import History, ServerStats
 from uploader.api.metrics import CONTENT_TYPE, DaemonCollector, registry_for, render
+from uploader.api.page import SECURITY_HEADERS, Assets, not_modified
 from uploader.chk.caps import ChkCap, LitCap
 from uploader.gridclient import GridClient
 from uploader.upload import Upload
@@ -51,6 +53,9 @@ class ApiState:
     requests: dict[tuple[str, int], int] = field(default_factory=dict)
     draining: bool = False
     started: float = field(init=False)
+    history: History = field(default_factory=History)  # the status page's chart
+    server_stats: dict[str, ServerStats] = field(default_factory=dict)  # host:port -> rate, latency
+    assets: Assets = field(default_factory=Assets)  # the status page's files
 
     def __post_init__(self) -> None:
         self.activity = Activity(self.clock)
@@ -67,7 +72,25 @@ class ApiState:
         )
 
     def sample(self) -> None:
-        self.utilisation.sample(self.clock(), time.process_time(), self.grid.pool.busy_s)
+        """Once per tick: utilisation, each server's rate and latency, the chart's history, and
+        each transfer's progress (for its rate and ETA)."""
+        pool = self.grid.pool
+        now, cpu_s = self.clock(), time.process_time()
+        busy_s = {w: pool.busy_s.get(w, 0.0) for w in pool.worker_indexes}  # idle ones too
+        self.utilisation.sample(now, cpu_s, busy_s)
+        flow = self.grid.server_flow()
+        for name, budget in flow.items():
+            if budget is not None:
+                self.server_stats.setdefault(name, ServerStats()).update(
+                    now, budget.bytes_sent, budget.writes, budget.write_s
+                )
+        self.history.add(
+            now - self.started,
+            {str(w): s for w, s in busy_s.items()},
+            {name: b.bytes_sent if b is not None else 0 for name, b in flow.items()},
+            cpu_s,
+        )
+        self.activity.tick()
 
 
 Handler = Callable[[ApiState, web.Request, rq.Request], Awaitable[web.StreamResponse]]
@@ -111,8 +134,8 @@ class _Truncated(Exception):
     pass
 
 
-async def _spool(state: ApiState, read: Callable[[], Awaitable[bytes]], fd: int) -> int:
-    """Copy chunks from ``read`` (b"" at the end) into ``fd``; the bytes written."""
+async def _spool(state: ApiState, read: Callable[[], Awaitable[bytes]], fd: int, t: Transfer) -> int:
+    """Copy chunks from ``read`` (b"" at the end) into ``fd``; the bytes written (also ``t.bytes_done``)."""
     loop = asyncio.get_running_loop()
     total = 0
     while True:
@@ -124,6 +147,7 @@ async def _spool(state: ApiState, read: Callable[[], Awaitable[bytes]], fd: int)
             return total
         await loop.run_in_executor(None, _write_all, fd, chunk)
         total += len(chunk)
+        t.bytes_done = total
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -133,18 +157,25 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 async def _upload(
-    state: ApiState, request: web.Request, receive: Callable[[int], Awaitable[int]]
+    state: ApiState,
+    request: web.Request,
+    receive: Callable[[int, Transfer], Awaitable[int]],
+    declared: int | None = None,
 ) -> web.Response:
-    """Spool a body via ``receive(fd)``, upload it, answer the cap; nothing stays behind on failure."""
-    t = state.activity.start("upload")
+    """Spool a body via ``receive(fd, t)``, upload it, answer the cap; nothing stays behind on failure.
+
+    The cap goes to this client alone: the shared status shows the storage index and file name."""
+    tag = rq.upload_tag(request.headers.get(rq.TAG_HEADER))
+    t = state.activity.start("upload", -1 if declared is None else declared)
+    t.tag = tag
     fd, name = tempfile.mkstemp(prefix=f"upload-{t.id}-", suffix=".part", dir=state.spool)
     path = Path(name)
     try:
         try:
-            size = await receive(fd)
+            size = await receive(fd, t)
         finally:
             os.close(fd)
-        t.size = size
+        t.size, t.bytes_done = size, 0
         log.info("upload %s: received %d bytes", t.id, size)
         t.stage = "queued"
         async with state.upload_slots:
@@ -209,19 +240,19 @@ async def upload_put(state: ApiState, request: web.Request, req: rq.Request) -> 
     chunked = "chunked" in request.headers.get("Transfer-Encoding", "").lower()
     declared = rq.upload_length(request.headers.get("Content-Length"), chunked, MAX_UPLOAD)
 
-    async def receive(fd: int) -> int:
-        size = await _spool(state, lambda: request.content.read(CHUNK), fd)
+    async def receive(fd: int, t: Transfer) -> int:
+        size = await _spool(state, lambda: request.content.read(CHUNK), fd, t)
         if declared is not None and size != declared:
             raise _Truncated(f"the request body ended early after {size} of {declared} bytes")
         return size
 
-    return await _upload(state, request, receive)
+    return await _upload(state, request, receive, declared)
 
 
 async def upload_form(state: ApiState, request: web.Request, req: rq.Request) -> web.StreamResponse:
     rq.multipart_boundary(request.headers.get("Content-Type"))
 
-    async def receive(fd: int) -> int:
+    async def receive(fd: int, t: Transfer) -> int:
         try:
             reader = await request.multipart()
             while True:
@@ -229,7 +260,8 @@ async def upload_form(state: ApiState, request: web.Request, req: rq.Request) ->
                 if part is None:
                     break
                 if isinstance(part, BodyPartReader) and part.name == "file":
-                    size = await _spool(state, functools.partial(part.read_chunk, CHUNK), fd)
+                    t.name = rq.display_name(part.filename)
+                    size = await _spool(state, functools.partial(part.read_chunk, CHUNK), fd, t)
                     while await reader.next() is not None:  # read past the remaining fields
                         pass
                     return size
@@ -335,17 +367,72 @@ def status_json(state: ApiState) -> dict[str, Any]:
             "utilisation": state.utilisation.network,
             "cpu_s": round(time.process_time(), 3),
         },
-        "servers": [f"{c.nurl.host}:{c.nurl.port}" for c in state.grid.clients],
-        "settings": {
-            "window": state.grid.settings.window,
-            "pipeline_depth": state.grid.settings.pipeline_depth,
-            "max_uploads": state.max_uploads,
-        },
+        "servers": server_json(state),
+        "settings": settings_json(state),
+        "history_seq": state.history.last_seq,
+    }
+
+
+def server_json(state: ApiState) -> list[dict[str, Any]]:
+    """Per storage server: bytes in flight now, acknowledged bytes (all uploads so far), write rate
+    and mean write latency over the last tick, failed write attempts; unreachable ones with why."""
+    out: list[dict[str, Any]] = []
+    for name, budget in state.grid.server_flow().items():
+        stats = state.server_stats.get(name, ServerStats())
+        entry: dict[str, Any] = {"name": name, "state": "connected"}
+        if budget is not None:
+            entry.update(
+                in_flight_bytes=budget.in_flight,
+                capacity_bytes=budget.capacity,
+                bytes_sent=budget.bytes_sent,
+                writes=budget.writes,
+                failures=budget.failures,
+            )
+        else:
+            entry.update(in_flight_bytes=0, bytes_sent=0, writes=0, failures=0)
+        entry["rate"] = stats.rate
+        entry["latency_ms"] = None if stats.latency_s is None else round(stats.latency_s * 1e3, 1)
+        out.append(entry)
+    for name, why in sorted(state.grid.unreachable.items()):
+        out.append({"name": name, "state": "unreachable", "error": why})
+    return out
+
+
+def settings_json(state: ApiState) -> dict[str, Any]:
+    """The configuration in effect (after any reload): what the page shows under "configuration"."""
+    settings, grid = state.grid.settings, state.grid
+    return {
+        "workers": grid.pool.size,
+        "shares_needed": settings.params.k,
+        "shares_total": settings.params.n,
+        "shares_happy": settings.happy,
+        "max_segment_size": settings.params.max_segment_size,
+        "window": settings.window,
+        "pipeline_depth": settings.pipeline_depth,
+        "stock_mode": settings.stock_mode,
+        "erasure_backend": grid.config.erasure_backend,
+        "max_uploads": state.max_uploads,
     }
 
 
 async def status(state: ApiState, request: web.Request, req: rq.Request) -> web.StreamResponse:
     return web.Response(text=json.dumps(status_json(state), indent=1), content_type="application/json")
+
+
+async def history(state: ApiState, request: web.Request, req: rq.Request) -> web.StreamResponse:
+    return web.Response(text=json.dumps(state.history.to_json(req.since)), content_type="application/json")
+
+
+async def page(state: ApiState, request: web.Request, req: rq.Request) -> web.StreamResponse:
+    """The status page and its files, from memory, revalidated by ETag."""
+    asset = state.assets.get(req.name)
+    headers = {**SECURITY_HEADERS, "ETag": asset.etag, "Cache-Control": "no-cache"}
+    if not_modified(asset, request.headers.get("If-None-Match")):
+        return web.Response(status=304, headers=headers)
+    resp = web.Response(body=asset.body, headers=headers)
+    resp.content_type = asset.content_type
+    resp.charset = "utf-8"
+    return resp
 
 
 async def metrics(state: ApiState, request: web.Request, req: rq.Request) -> web.StreamResponse:
@@ -360,7 +447,10 @@ HANDLERS: dict[rq.Route, Handler] = {
     rq.Route.DOWNLOAD: download,
     rq.Route.FILENODE_JSON: filenode,
     rq.Route.STATUS: status,
+    rq.Route.HISTORY: history,
     rq.Route.METRICS: metrics,
+    rq.Route.PAGE: page,
+    rq.Route.STATIC: page,
 }
 
 __all__ = ["ApiState", "make_app", "status_json"]

@@ -10,6 +10,8 @@ Tahoe-LAFS web API, immutable files only (docs/frontends/webapi.rst in tahoe-laf
 | ``GET /uri/CAP``          | the file (``Range: bytes=…`` → 206, unsatisfiable → 416)      |
 | ``GET /uri/CAP?t=json``   | ``["filenode", {ro_uri, verify_uri, size, mutable, format}]`` |
 | ``GET /status``           | JSON: transfers, workers, the network process                 |
+| ``GET /status/history``   | JSON: the chart's samples (``?since=SEQ`` for newer ones)     |
+| ``GET /``                 | the status page (HTML), its files under ``/static/NAME``      |
 | ``GET /metrics``          | Prometheus text format                                        |
 
 Nothing here touches sockets or the event loop; ``uploader.api.app`` only moves bytes.
@@ -43,13 +45,18 @@ class Route(enum.Enum):
     DOWNLOAD = "download"
     FILENODE_JSON = "filenode-json"
     STATUS = "status"
+    HISTORY = "history"
     METRICS = "metrics"
+    PAGE = "page"
+    STATIC = "static"
 
 
 @dataclass(frozen=True)
 class Request:
     route: Route
     cap: ChkCap | LitCap | None = None
+    name: str | None = None  # the file under /static/
+    since: int = 0  # /status/history: samples after this sequence number
 
 
 # The methods each path accepts; anything else is 405 with an Allow header.
@@ -58,7 +65,12 @@ _ALLOWED = {
     "uri/CAP": ("GET", "HEAD"),
     "status": ("GET", "HEAD"),
     "metrics": ("GET", "HEAD"),
+    "status/history": ("GET", "HEAD"),
+    "": ("GET", "HEAD"),
+    "static": ("GET", "HEAD"),
 }
+# The page's own files: a plain name with one of the extensions we serve (no paths, no dot files).
+_STATIC_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}\.(?:html|js|css|svg)")
 _IMMUTABLE_FORMATS = ("", "chk")
 
 
@@ -92,8 +104,24 @@ def route(method: str, path: str, query: Mapping[str, str]) -> Request:
     if parts in (["status"], ["metrics"]):
         _check_method(method, parts[0], "/" + parts[0])
         return Request(Route.STATUS if parts[0] == "status" else Route.METRICS)
+    if parts == ["status", "history"]:
+        _check_method(method, "status/history", "/status/history")
+        since = query.get("since", "0")
+        if not (since.isascii() and since.isdigit()) or len(since) > 18:
+            raise ApiError(400, f"since= takes a sample sequence number (0 or more), got {since[:32]!r}")
+        return Request(Route.HISTORY, since=int(since))
+    if not parts:
+        _check_method(method, "", "/")
+        return Request(Route.PAGE)
+    if len(parts) == 2 and parts[0] == "static":
+        _check_method(method, "static", "/static/NAME")
+        if _STATIC_NAME.fullmatch(parts[1]) is None:
+            raise ApiError(404, f"no such page file: {_clip(parts[1])}")
+        return Request(Route.STATIC, name=parts[1])
     raise ApiError(
-        404, f"no such resource; this API serves /uri, /uri/CAP, /status and /metrics, not {_clip(path)}"
+        404,
+        "no such resource; this API serves /, /uri, /uri/CAP, /status, /status/history and /metrics, "
+        f"not {_clip(path)}",
     )
 
 
@@ -126,7 +154,7 @@ def _clip(path: str) -> str:
     return repr(path if len(path) <= 64 else path[:61] + "...")
 
 
-_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+_RANGE = re.compile(r"bytes=([0-9]*)-([0-9]*)")  # ASCII digits (\d takes any Unicode digit)
 
 
 @dataclass(frozen=True)
@@ -152,7 +180,7 @@ def parse_range(header: str | None, size: int) -> ByteRange | None:
         raise ApiError(416, f"range {header[:48]!r} has numbers beyond any file size")
     if not m[1]:  # suffix: the last N bytes
         suffix = int(m[2])
-        if suffix == 0:
+        if suffix == 0 or size == 0:
             raise ApiError(416, f"an empty suffix range cannot be satisfied for a {size}-byte file")
         start = max(0, size - suffix)
         return ByteRange(start, size - start)
@@ -189,12 +217,38 @@ def upload_length(content_length: str | None, chunked: bool, max_bytes: int) -> 
         if chunked:
             return None
         raise ApiError(411, "an upload needs a Content-Length or chunked transfer encoding")
-    if not content_length.isdigit() or len(content_length) > 20:
+    if not (content_length.isascii() and content_length.isdigit()) or len(content_length) > 20:
         raise ApiError(400, f"Content-Length must be a whole number of bytes, got {content_length[:32]!r}")
     size = int(content_length)
     if size > max_bytes:
         raise ApiError(413, f"the body is {size} bytes; this daemon accepts at most {max_bytes}")
     return size
+
+
+# The page names each of its uploads with a random id of its own, to follow that one in /status.
+TAG_HEADER = "X-Uploader-Tag"
+_TAG = re.compile(r"[A-Za-z0-9_-]{8,64}")
+
+
+def upload_tag(header: str | None) -> str | None:
+    """The page's id for an upload (8 to 64 letters, digits, ``-`` or ``_``); 400 for anything else."""
+    if header is None:
+        return None
+    if _TAG.fullmatch(header) is None:
+        raise ApiError(400, f"{TAG_HEADER} takes 8 to 64 letters, digits, '-' or '_', got {header[:72]!r}")
+    return header
+
+
+def display_name(filename: str | None, limit: int = 120) -> str | None:
+    """A form upload's file name as shown to everyone on the status page: the last path component
+    (browsers of old sent whole paths), control characters dropped, at most ``limit`` characters."""
+    if not filename:
+        return None
+    base = filename.replace("\\", "/").rsplit("/", 1)[-1]
+    clean = "".join(c for c in base if c.isprintable()).strip()
+    if not clean:
+        return None
+    return clean if len(clean) <= limit else clean[: limit - 1] + "…"
 
 
 def filenode_json(cap: ChkCap | LitCap) -> list[Any]:
@@ -225,17 +279,19 @@ EXIT_CODE_HEADER = "X-Uploader-Exit-Code"
 
 def exit_code_for(status: int, header: str | None) -> int:
     """The exit code for a daemon's error answer: its header when present and sane, else by status."""
-    if header is not None and header.isdigit() and 1 <= int(header) <= 125:
+    if header is not None and header.isascii() and header.isdigit() and 1 <= int(header) <= 125:
         return int(header)
     return {400: 2, 404: 6, 503: 4, 502: 1}.get(status, 1)
 
 
 __all__ = [
     "EXIT_CODE_HEADER",
+    "TAG_HEADER",
     "ApiError",
     "ByteRange",
     "Request",
     "Route",
+    "display_name",
     "error_status",
     "exit_code_for",
     "filenode_json",
@@ -244,4 +300,5 @@ __all__ = [
     "parse_range",
     "route",
     "upload_length",
+    "upload_tag",
 ]

@@ -42,7 +42,15 @@ def test_lit_cap_route() -> None:
         ("PUT", f"/uri/{CAP}", {}, 405),
         ("POST", "/status", {}, 405),
         ("GET", "/nope", {}, 404),
-        ("GET", "/", {}, 404),
+        ("POST", "/", {}, 405),
+        ("GET", "/static/../secret", {}, 404),
+        ("GET", "/static/.hidden.js", {}, 404),
+        ("GET", "/static/page.exe", {}, 404),
+        ("GET", "/static/a/b.js", {}, 404),
+        ("PUT", "/static/status.js", {}, 405),
+        ("GET", "/status/history", {"since": "-1"}, 400),
+        ("GET", "/status/history", {"since": "x"}, 400),
+        ("POST", "/status/history", {}, 405),
         ("GET", "/uri/URI:CHK:abc", {}, 400),
         ("GET", "/uri/" + CAP.replace(":3:10:", ":11:10:"), {}, 400),
         ("GET", "/uri/URI:CHK-Verifier:x", {}, 400),
@@ -165,3 +173,35 @@ def test_error_status_and_exit_codes() -> None:
     assert rq.exit_code_for(503, None) == 4
     assert rq.exit_code_for(500, "7") == 7
     assert rq.exit_code_for(500, "junk") == 1
+
+
+# ---- the status page -----------------------------------------------------------------------------
+def test_page_routes() -> None:
+    assert rq.route("GET", "/", {}).route is rq.Route.PAGE
+    assert rq.route("HEAD", "/", {}).route is rq.Route.PAGE
+    static = rq.route("GET", "/static/status.js", {})
+    assert (static.route, static.name) == (rq.Route.STATIC, "status.js")
+    assert rq.route("GET", "/status/history", {}).since == 0
+    history = rq.route("GET", "/status/history", {"since": "42"})
+    assert (history.route, history.since) == (rq.Route.HISTORY, 42)
+
+
+def test_upload_tag() -> None:
+    assert rq.upload_tag(None) is None
+    assert rq.upload_tag("page-0123abcd") == "page-0123abcd"
+    for bad in ("short", "x" * 65, "has space in it", "semi;colon12", ""):
+        with pytest.raises(rq.ApiError) as info:
+            rq.upload_tag(bad)
+        assert info.value.status == 400 and rq.TAG_HEADER in str(info.value)
+
+
+def test_display_name() -> None:
+    assert rq.display_name(None) is None
+    assert rq.display_name("") is None
+    assert rq.display_name("report.pdf") == "report.pdf"
+    assert rq.display_name("C:\\Users\\me\\photo.jpg") == "photo.jpg"
+    assert rq.display_name("/home/me/notes.txt") == "notes.txt"
+    assert rq.display_name("bad\x00\x1b[31mname\n") == "bad[31mname"
+    assert rq.display_name("\x07\x08") is None
+    long = rq.display_name("a" * 500, limit=20)
+    assert long is not None and len(long) == 20 and long.endswith("…")
