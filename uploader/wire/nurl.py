@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from workers.errors import FormatError
@@ -68,14 +69,17 @@ def spki_hash_of_cert(cert_der: bytes) -> str:
     """The NURL hash of a DER certificate's public key."""
     try:
         cert = x509.load_der_x509_certificate(cert_der)
-    except ValueError as exc:
+        spki = cert.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    except (ValueError, UnsupportedAlgorithm) as exc:  # a key type cryptography cannot load, too
         raise NurlError(f"server certificate is not valid DER X.509: {exc}") from None
-    spki = cert.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
     return spki_hash_of_der_spki(spki)
 
 
 def spki_hash_of_pem_cert(pem: bytes) -> str:
-    cert = x509.load_pem_x509_certificate(pem)
+    try:
+        cert = x509.load_pem_x509_certificate(pem)
+    except ValueError as exc:
+        raise NurlError(f"certificate is not valid PEM X.509: {exc}") from None
     return spki_hash_of_cert(cert.public_bytes(Encoding.DER))
 
 
