@@ -10,6 +10,8 @@ Tahoe-LAFS web API, immutable files only (docs/frontends/webapi.rst in tahoe-laf
 | ``GET /uri/CAP``          | the file (``Range: bytes=…`` → 206, unsatisfiable → 416)      |
 | ``GET /uri/CAP?t=json``   | ``["filenode", {ro_uri, verify_uri, size, mutable, format}]`` |
 | ``GET /status``           | JSON: transfers, workers, the network process                 |
+| ``GET /status/history``   | JSON: the chart's samples (``?since=SEQ`` for newer ones)     |
+| ``GET /``                 | the status page (HTML), its files under ``/static/NAME``      |
 | ``GET /metrics``          | Prometheus text format                                        |
 
 Nothing here touches sockets or the event loop; ``uploader.api.app`` only moves bytes.
@@ -43,13 +45,18 @@ class Route(enum.Enum):
     DOWNLOAD = "download"
     FILENODE_JSON = "filenode-json"
     STATUS = "status"
+    HISTORY = "history"
     METRICS = "metrics"
+    PAGE = "page"
+    STATIC = "static"
 
 
 @dataclass(frozen=True)
 class Request:
     route: Route
     cap: ChkCap | LitCap | None = None
+    name: str | None = None  # the file under /static/
+    since: int = 0  # /status/history: samples after this sequence number
 
 
 # The methods each path accepts; anything else is 405 with an Allow header.
@@ -58,7 +65,12 @@ _ALLOWED = {
     "uri/CAP": ("GET", "HEAD"),
     "status": ("GET", "HEAD"),
     "metrics": ("GET", "HEAD"),
+    "status/history": ("GET", "HEAD"),
+    "": ("GET", "HEAD"),
+    "static": ("GET", "HEAD"),
 }
+# The page's own files: a plain name with one of the extensions we serve (no paths, no dot files).
+_STATIC_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}\.(?:html|js|css|svg)")
 _IMMUTABLE_FORMATS = ("", "chk")
 
 
@@ -92,8 +104,24 @@ def route(method: str, path: str, query: Mapping[str, str]) -> Request:
     if parts in (["status"], ["metrics"]):
         _check_method(method, parts[0], "/" + parts[0])
         return Request(Route.STATUS if parts[0] == "status" else Route.METRICS)
+    if parts == ["status", "history"]:
+        _check_method(method, "status/history", "/status/history")
+        since = query.get("since", "0")
+        if not (since.isascii() and since.isdigit()) or len(since) > 18:
+            raise ApiError(400, f"since= takes a sample sequence number (0 or more), got {since[:32]!r}")
+        return Request(Route.HISTORY, since=int(since))
+    if not parts:
+        _check_method(method, "", "/")
+        return Request(Route.PAGE)
+    if len(parts) == 2 and parts[0] == "static":
+        _check_method(method, "static", "/static/NAME")
+        if _STATIC_NAME.fullmatch(parts[1]) is None:
+            raise ApiError(404, f"no such page file: {_clip(parts[1])}")
+        return Request(Route.STATIC, name=parts[1])
     raise ApiError(
-        404, f"no such resource; this API serves /uri, /uri/CAP, /status and /metrics, not {_clip(path)}"
+        404,
+        "no such resource; this API serves /, /uri, /uri/CAP, /status, /status/history and /metrics, "
+        f"not {_clip(path)}",
     )
 
 
@@ -197,6 +225,32 @@ def upload_length(content_length: str | None, chunked: bool, max_bytes: int) -> 
     return size
 
 
+# The page names each of its uploads with a random id of its own, to follow that one in /status.
+TAG_HEADER = "X-Uploader-Tag"
+_TAG = re.compile(r"[A-Za-z0-9_-]{8,64}")
+
+
+def upload_tag(header: str | None) -> str | None:
+    """The page's id for an upload (8 to 64 letters, digits, ``-`` or ``_``); 400 for anything else."""
+    if header is None:
+        return None
+    if _TAG.fullmatch(header) is None:
+        raise ApiError(400, f"{TAG_HEADER} takes 8 to 64 letters, digits, '-' or '_', got {header[:72]!r}")
+    return header
+
+
+def display_name(filename: str | None, limit: int = 120) -> str | None:
+    """A form upload's file name as shown to everyone on the status page: the last path component
+    (browsers of old sent whole paths), control characters dropped, at most ``limit`` characters."""
+    if not filename:
+        return None
+    base = filename.replace("\\", "/").rsplit("/", 1)[-1]
+    clean = "".join(c for c in base if c.isprintable()).strip()
+    if not clean:
+        return None
+    return clean if len(clean) <= limit else clean[: limit - 1] + "…"
+
+
 def filenode_json(cap: ChkCap | LitCap) -> list[Any]:
     """What Tahoe answers to ``GET /uri/CAP?t=json`` for an immutable file."""
     info: dict[str, Any] = {
@@ -232,10 +286,12 @@ def exit_code_for(status: int, header: str | None) -> int:
 
 __all__ = [
     "EXIT_CODE_HEADER",
+    "TAG_HEADER",
     "ApiError",
     "ByteRange",
     "Request",
     "Route",
+    "display_name",
     "error_status",
     "exit_code_for",
     "filenode_json",
@@ -244,4 +300,5 @@ __all__ = [
     "parse_range",
     "route",
     "upload_length",
+    "upload_tag",
 ]
