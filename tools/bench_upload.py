@@ -54,8 +54,11 @@ def _grid(*args: str) -> None:
     )
 
 
-async def _measure(config_path: Path, path: Path, server_pids: list[int]) -> dict[str, float]:
-    config = load_config(config_path, {**os.environ, "HOME": str(config_path.parent)}, {})
+async def _measure(
+    config_path: Path, path: Path, server_pids: list[int], overrides: dict[str, Any] | None = None
+) -> dict[str, float]:
+    """One upload and one compute-only pass; ``overrides`` are settings as if given as flags."""
+    config = load_config(config_path, {**os.environ, "HOME": str(config_path.parent)}, overrides or {})
     size = path.stat().st_size
     out: dict[str, float] = {}
     children0 = children_cpu_s()
