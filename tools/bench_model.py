@@ -371,9 +371,9 @@ def run(
 ) -> dict[str, Any]:
     """Sweep, write ``out/model.csv`` (and ``out/model.png``); return a summary. The ``tahoe``
     points need ``tahoe_bin`` (a stock ``tahoe`` executable). Each point is the fastest of
-    ``repeats`` uploads (default 2 quick, 3 full; 1 on links of at most ``SLOW_LINK_MBIT``, where
+    ``repeats`` uploads (default 2; 1 on links of at most ``SLOW_LINK_MBIT``, where
     an upload takes seconds and the link, not the shared CPU, sets the pace)."""
-    repeats = repeats if repeats is not None else (2 if quick else 3)
+    repeats = repeats if repeats is not None else 2
     out.mkdir(parents=True, exist_ok=True)
     points = list(points) if points is not None else sweep(quick, tahoe=tahoe_bin is not None)
     size = size if size is not None else (16 if quick else 64) * MIB

@@ -234,3 +234,14 @@ def report(out: Path = DOCS_DIR, doc: Path = DOCS, quick: bool = False) -> dict[
     summary = run(out, quick=quick)
     update_doc(doc, sections(out, summary))
     return summary
+
+
+def render(out: Path = DOCS_DIR, doc: Path = DOCS) -> None:
+    """The doc's generated blocks from a finished run in ``out`` (its model.csv, summary.json)."""
+    update_doc(doc, sections(out, json.loads((out / "summary.json").read_text())))
+
+
+if __name__ == "__main__":
+    import sys
+
+    render(Path(sys.argv[1]) if len(sys.argv) > 1 else DOCS_DIR)
