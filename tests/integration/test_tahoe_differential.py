@@ -21,6 +21,7 @@ import pytest
 from tests.tahoe_oracle import Case, TahoeResult, tahoe_encode
 from uploader.chk import reference
 from uploader.chk.layout import CHAIN_ENTRY_SIZE, HASH_SIZE, parse_share
+from workers import erasure
 from workers.errors import FormatError
 from workers.geometry import EncodingParams, roundup
 
@@ -192,7 +193,13 @@ def test_tahoe_ran_every_case(tahoe_results: dict[str, TahoeResult]) -> None:
             assert len({len(s) for s in res.shares}) == 1
 
 
+@pytest.mark.parametrize("backend", ["zfec", "isal"])
 @pytest.mark.parametrize("case", differential_cases(), ids=lambda c: c.id)
-def test_reference_encoder_matches_tahoe(case: Case, tahoe_results: dict[str, TahoeResult]) -> None:
-    cap, shares = reference.encode(case.plaintext(), case_params(case), case.secret)
+def test_reference_encoder_matches_tahoe(
+    case: Case, backend: str, tahoe_results: dict[str, TahoeResult]
+) -> None:
+    """Each erasure backend in-process (``isal`` forced: fails if ISA-L does not load); the pool's
+    workers run both backends against the same oracle in test_pool.py."""
+    with erasure.using(erasure.select(backend).backend):
+        cap, shares = reference.encode(case.plaintext(), case_params(case), case.secret)
     assert_same_as_tahoe(case, str(cap), shares, tahoe_results[case.id])
