@@ -150,7 +150,7 @@ def test_oversized_and_foreign_files() -> None:
         decode(b"#!/bin/sh\n")
 
 
-@settings(max_examples=300, deadline=None)
+@settings(deadline=None)
 @given(st.binary(max_size=600))
 def test_arbitrary_bytes_only_raise_journal_errors(data: bytes) -> None:
     for candidate in (data, MAGIC + data, encode(record())[: len(MAGIC) + 20] + data):
@@ -158,7 +158,7 @@ def test_arbitrary_bytes_only_raise_journal_errors(data: bytes) -> None:
             decode(candidate)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(deadline=None)
 @given(
     st.recursive(
         st.none() | st.booleans() | st.integers() | st.text(max_size=5),
