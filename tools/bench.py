@@ -26,6 +26,7 @@ SECTIONS: list[tuple[str, str, dict[str, Any], dict[str, Any]]] = [
     ("upload", "tools.bench_upload", {}, {"quick": True}),
     ("stock_grid", "tools.bench_stock_grid", {}, {"quick": True}),
     ("download", "tools.bench_download", {}, {"quick": True}),
+    ("status", "tools.bench_status", {}, {"quick": True}),
 ]
 
 

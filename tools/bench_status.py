@@ -1,0 +1,287 @@
+"""Status page under load: how fast the daemon answers ``/status`` while 20 uploads run through it.
+
+``python -m tools.bench_status [--uploads 20] [--size BYTES] [--quick]`` starts a temporary
+embedded grid (10 storage servers) and a real ``serve`` daemon, then, side by side in one run:
+
+| key | meaning |
+|---|---|
+| ``idle_status_ms`` | ``GET /status`` latency (p50/p99/max, ms) with nothing running |
+| ``busy_status_ms`` | the same while ``uploads`` PUTs run at once (the target: p99 under 50 ms) |
+| ``busy_status_build_ms`` | the daemon's own time to build those answers (``Server-Timing``); the rest is queueing |
+| ``busy_static_file_ms`` | a 1 KB file served from memory, polled alongside: how long any answer waits |
+| ``status_vs_static_file_p50`` | ``/status``'s median over that file's: what ``/status`` itself adds |
+| ``busy_history_ms`` | ``GET /status/history?since=…`` as the page polls it, while busy |
+| ``busy_page_ms`` | ``GET /`` and its two files (the page load), while busy |
+| ``polls`` / ``failed_polls`` | requests made while busy / those not answered 200 |
+| ``uploads_mb_per_s`` | the uploads' aggregate plaintext MB/s (MB = 10^6 bytes) |
+| ``responsive`` | every poll answered 200 and none took longer than a second |
+
+The uploads run in another process (a thread each), so the poller's timings are not slowed by
+the uploading client's own work; each poller keeps its connection open, as a browser does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import multiprocessing
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+POLL_S = 0.1  # /status every 100 ms: ten pages' worth of polling
+TARGET_MS = 50.0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _config(grid: Path, path: Path, port: int) -> Path:
+    """The grid's client configuration (servers, k/N/happy, its data_dir) plus the daemon's address."""
+    text = (grid / "uploader.toml").read_text()
+    head = f'api_listen = "127.0.0.1:{port}"\nworkers = 2\n'
+    path.write_text(head + text)
+    return path
+
+
+def _summary(ms: list[float]) -> dict[str, float]:
+    if not ms:
+        return {"n": 0}
+    ordered = sorted(ms)
+    p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
+    return {
+        "n": len(ms),
+        "p50": round(statistics.median(ordered), 2),
+        "p99": round(p99, 2),
+        "max": round(ordered[-1], 2),
+    }
+
+
+class Poller:
+    """One keep-alive connection; times each GET."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        self.build_ms: list[float] = []  # the daemon's own time to build each /status (Server-Timing)
+
+    def get(self, path: str) -> tuple[int, float, bytes]:
+        t0 = time.perf_counter()
+        try:
+            self.conn.request("GET", path)
+            resp = self.conn.getresponse()
+            body = resp.read()
+            status = resp.status
+            timing = resp.getheader("Server-Timing") or ""
+            if timing.startswith("build;dur="):
+                self.build_ms.append(float(timing.split("=", 1)[1]))
+        except (OSError, http.client.HTTPException):
+            self.conn.close()
+            self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+            status, body = 0, b""
+        return status, (time.perf_counter() - t0) * 1e3, body
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def _upload_all(port: int, files: list[str], results: Any, nice: int) -> None:
+    """In a child process: PUT every file at once (one thread each); put (seconds, statuses)."""
+    os.nice(nice)
+
+    def put(path: str) -> int:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+        try:
+            with open(path, "rb") as fh:
+                conn.request("PUT", "/uri", body=fh, headers={"Content-Length": str(os.path.getsize(path))})
+                resp = conn.getresponse()
+                resp.read()
+                return resp.status
+        finally:
+            conn.close()
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(len(files)) as pool:
+        statuses = list(pool.map(put, files))
+    results.put((time.perf_counter() - t0, statuses))
+
+
+def _wait_ready(port: int, proc: subprocess.Popen[bytes], log: Path, timeout_s: float = 90) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = log.read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"the daemon exited with {proc.returncode} before answering:\n{tail}")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/status")
+            if conn.getresponse().status == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"the daemon did not answer on port {port} in {timeout_s} s")
+
+
+def _poll_while(port: int, running: threading.Event) -> dict[str, Any]:
+    """Poll as the page does (plus more often): /status every POLL_S, history and the page each second."""
+    status, history, page, trivial = Poller(port), Poller(port), Poller(port), Poller(port)
+    out: dict[str, list[float]] = {"status": [], "history": [], "page": [], "trivial": []}
+    failed = 0
+    last_seq = 0
+    next_page = 0.0
+    try:
+        while running.is_set():
+            code, ms, _ = status.get("/status")
+            out["status"].append(ms)
+            failed += code != 200
+            code, ms, _ = trivial.get("/static/status.css")  # from memory: the loop's own delay
+            out["trivial"].append(ms)
+            failed += code != 200
+            if time.monotonic() >= next_page:
+                next_page = time.monotonic() + 1.0
+                code, ms, body = history.get(f"/status/history?since={last_seq}")
+                out["history"].append(ms)
+                failed += code != 200
+                if code == 200:
+                    last_seq = json.loads(body)["last_seq"]
+                total = 0.0
+                for path in ("/", "/static/status.js", "/static/status.css"):
+                    code, ms, _ = page.get(path)
+                    total += ms
+                    failed += code != 200
+                out["page"].append(total)
+            time.sleep(POLL_S)
+    finally:
+        for p in (status, history, page, trivial):
+            p.close()
+    return {**out, "build": status.build_ms, "failed": failed}
+
+
+def _phase(port: int, root: Path, label: str, uploads: int, size: int, nice: int) -> dict[str, Any]:
+    """One round: ``uploads`` fresh files PUT at once (fresh: the same bytes again would find their
+    shares in place) while polling; the uploading process at ``nice``."""
+    files = []
+    for i in range(uploads):
+        path = root / f"{label}-{i}"
+        path.write_bytes(os.urandom(size))
+        files.append(str(path))
+    ctx = multiprocessing.get_context("spawn")
+    results = ctx.Queue()
+    uploader = ctx.Process(target=_upload_all, args=(port, files, results, nice))
+    running = threading.Event()
+    running.set()
+    polled: dict[str, Any] = {}
+    poller = threading.Thread(target=lambda: polled.update(_poll_while(port, running)))
+    poller.start()
+    uploader.start()
+    try:
+        seconds, statuses = results.get(timeout=900)
+    finally:
+        uploader.join()
+        running.clear()
+        poller.join()
+        for f in files:
+            os.unlink(f)
+    busy = _summary(polled["status"])
+    slowest = max([*polled["status"], *polled["history"], *polled["page"]], default=0.0)
+    return {
+        "upload_statuses": sorted(set(statuses)),
+        "uploads_mb_per_s": round(uploads * size / seconds / 1e6, 1),
+        "busy_status_ms": busy,
+        "busy_status_build_ms": _summary(polled["build"]),
+        "busy_static_file_ms": _summary(polled["trivial"]),
+        "status_vs_static_file_p50": round(
+            statistics.median(polled["status"]) / max(statistics.median(polled["trivial"]), 1e-3), 2
+        ),
+        "busy_history_ms": _summary(polled["history"]),
+        "busy_page_ms": _summary(polled["page"]),
+        "polls": 2 * len(polled["status"]) + len(polled["history"]) + 3 * len(polled["page"]),
+        "failed_polls": polled["failed"],
+        "status_p99_under_50ms": busy.get("p99", 1e9) < TARGET_MS,
+        "responsive": polled["failed"] == 0 and slowest < 1000.0,
+    }
+
+
+def run(uploads: int = 20, size: int = 32 * 2**20, quick: bool = False) -> dict[str, Any]:
+    if quick:
+        uploads, size = min(uploads, 4), 256 * 1024
+    out: dict[str, Any] = {"uploads": uploads, "file_mb": round(size / 1e6, 2)}
+    with tempfile.TemporaryDirectory(prefix="bench-status-") as tmp:
+        root = Path(tmp)
+        grid = root / "grid"
+        subprocess.run(
+            [sys.executable, "-m", "uploader", "grid", "start", "--dir", str(grid), "--servers", "10"],
+            cwd=REPO,
+            check=True,
+            capture_output=True,
+        )
+        proc: subprocess.Popen[bytes] | None = None
+        try:
+            port = _free_port()
+            config = _config(grid, root / "daemon.toml", port)
+            env = {k: v for k, v in os.environ.items() if not k.startswith("UPLOADER_")}
+            env.update(HOME=str(root), XDG_CONFIG_HOME=str(root / ".config"))
+            env.pop("NOTIFY_SOCKET", None)
+            with (root / "serve.log").open("wb") as log:
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "uploader", "serve", "--config", str(config)],
+                    cwd=REPO,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=log,
+                    env=env,
+                )
+            _wait_ready(port, proc, root / "serve.log")
+            idle = Poller(port)
+            out["idle_status_ms"] = _summary([idle.get("/status")[1] for _ in range(50)])
+            idle.close()
+            # Everything at one priority: the daemon shares 2 cores with its 10 storage servers and
+            # the 20 clients, which on a real deployment are other machines.
+            out["contended"] = _phase(port, root, "contended", uploads, size, 0)
+            # The stand-ins for other machines (servers, clients) at nice 19: the daemon's own share.
+            for server in json.loads((grid / "grid.json").read_text())["servers"]:
+                os.setpriority(os.PRIO_PROCESS, server["pid"], 19)
+            out["servers_and_clients_niced"] = _phase(port, root, "niced", uploads, size, 19)
+        finally:
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(60)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+            subprocess.run(
+                [sys.executable, "-m", "uploader", "grid", "stop", "--dir", str(grid)],
+                cwd=REPO,
+                capture_output=True,
+            )
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--uploads", type=int, default=20, help="uploads at once (default 20)")
+    parser.add_argument("--size", type=int, default=32 * 2**20, help="bytes per file (default 32 MiB)")
+    parser.add_argument("--quick", action="store_true", help="a tiny smoke run")
+    args = parser.parse_args(argv)
+    print(json.dumps(run(args.uploads, args.size, args.quick), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
