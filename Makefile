@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 CACHE  ?= .cache
 TAHOE_VENV := $(CACHE)/tahoe-venv
 
-.PHONY: install tahoe browser demo test unit integration lint format typecheck bench bench-report check rss-cap rss-put faults clean
+.PHONY: install tahoe browser demo test unit integration lint format typecheck bench bench-report check rss-cap rss-put faults load soak clean
 
 $(VENV)/.ok: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -68,9 +68,20 @@ rss-cap: install
 rss-put: install
 	$(PY) -m tools.rss_put --size 4294967296
 
-# A longer random fault run than CI's fixed seeds (servers killed at random points mid-upload).
+# A longer random fault run than CI's fixed seeds: servers and the uploader killed at random points
+# mid-upload (FAULT_RUNS random seeds each; FAULT_SEEDS=s1,s2 replays), plus the other fault tests.
 faults: install
-	FAULT_RUNS=$${FAULT_RUNS:-30} $(PY) -m pytest tests/integration/test_upload_faults.py
+	FAULT_RUNS=$${FAULT_RUNS:-30} $(PY) -m pytest tests/integration/test_upload_faults.py \
+		tests/integration/test_faults_uploader.py tests/integration/test_faults_workers.py \
+		tests/integration/test_faults_disk.py tests/integration/test_faults_network.py
+
+# 100 concurrent uploads (~300 MB) through the daemon to 10 local servers, every cap checked.
+load: install
+	$(PY) -m tools.load
+
+# The load repeated for 30 minutes (not CI); raw log and result in docs/soak/.
+soak: install
+	$(PY) -m tools.soak
 
 check: lint typecheck test
 

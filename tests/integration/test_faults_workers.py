@@ -79,7 +79,15 @@ class WorkerKiller:
             await asyncio.sleep(0.001)
 
 
-@pytest.mark.parametrize(("seed", "kills", "per_kill"), [(22, 2, 2)])
+def cases() -> list[tuple[int, int, int]]:
+    """CI: two rounds of killing both workers; ``FAULT_RUNS=N`` adds N random seeds (1–2 rounds of
+    1–2 workers), ``FAULT_SEEDS`` replays given ones."""
+    seeds = [int(s) for s in os.environ.get("FAULT_SEEDS", "").split(",") if s.strip()]
+    seeds += [random.SystemRandom().randrange(10**6) for _ in range(int(os.environ.get("FAULT_RUNS", "0")))]
+    return [(22, 2, 2)] + [(seed, 1 + seed % 2, 1 + seed // 2 % 2) for seed in seeds]
+
+
+@pytest.mark.parametrize(("seed", "kills", "per_kill"), cases())
 def test_workers_killed_mid_upload_the_cap_is_right(
     tmp_path: Path, seed: int, kills: int, per_kill: int
 ) -> None:
