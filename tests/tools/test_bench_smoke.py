@@ -35,3 +35,7 @@ def test_bench_quick_runs_every_section() -> None:
     enc = sections["encode"]
     for key in ("segment_encode_mb_per_s_1MiB", "cap_pool_w2_mb_per_s", "network_receive_cpu_s_per_gb_slots"):
         assert enc[key] > 0
+    era = sections["erasure"]
+    for backend in ("zfec", "isal"):
+        assert era["codec"][backend]["encode_mb_per_s_1MiB"] > 0
+        assert era["put"][backend]["share_bytes_sent"] > 0  # each put uploaded, none deduplicated
