@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import socket
 import subprocess
 import sys
 import time
@@ -235,3 +236,14 @@ def test_upload_through_the_page(daemon: DaemonProcess, browser: WebDriver, tmp_
     browser.execute_script("window.scrollTo(0, 0)")
     assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
     print(f"status page screenshot: {shot}")
+
+
+def test_a_failed_upload_shows_its_error_in_words(daemon: DaemonProcess, browser: WebDriver) -> None:
+    with socket.create_connection(("127.0.0.1", daemon.port), timeout=30) as sock:
+        sock.sendall(b"PUT /uri HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n" + b"x" * 1000)
+        sock.shutdown(socket.SHUT_WR)  # the client goes away 1000 bytes in
+        sock.recv(4096)
+    browser.get(daemon.url + "/")
+    row = _until("the failed upload's row", lambda: _row_text(browser, "ended early"), timeout_s=30)
+    assert "\tfailed\t" in row and "the request body ended early after 1000 bytes" in row, row
+    assert "97.7 KiB" in row and "1000 B" in row  # the size it declared, the bytes that came

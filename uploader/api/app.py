@@ -212,9 +212,7 @@ async def _upload(
         log.warning("upload %s: %s; nothing was uploaded", t.id, exc)
         raise rq.ApiError(400, f"{exc}; nothing was uploaded") from None
     except BaseException as exc:
-        state.activity.finish(
-            t, str(exc) if isinstance(exc, UploaderError | rq.ApiError) else type(exc).__name__
-        )
+        state.activity.finish(t, rq.error_status(exc)[1])  # the sentence the client gets too
         log.warning("upload %s si=%s: failed: %s", t.id, t.storage_index or "-", exc)
         raise
     finally:
