@@ -37,7 +37,7 @@ from uploader.chk.layout import ShareLayout
 from uploader.chk.lease import lease_secrets
 from uploader.chk.trees import expected_layout
 from uploader.encoding import encode_file_pooled, small_file_cap
-from uploader.errors import NotEnoughServers, SourceChanged
+from uploader.errors import LocalIOError, NotEnoughServers, SourceChanged
 from uploader.flow import Budget, KeyedLocks, SegmentHold
 from uploader.gbs import StorageClient
 from uploader.gbs.errors import ServerError
@@ -199,10 +199,11 @@ class Upload:
         start = time.monotonic()
         try:
             lit, identity = small_file_cap(self.path)
-        except SourceChanged:
-            if self.resume is not None:
-                await self._abandon()
-            raise
+        except LocalIOError as exc:
+            if self.resume is None:
+                raise
+            await self._abandon()  # gone or unreadable: what the journal describes is lost
+            raise SourceChanged(self._changed_message([str(exc)])) from None
         self.identity = identity
         if self.resume is not None:
             await self._check_resumable(identity)
@@ -742,12 +743,10 @@ class Upload:
                 if not bucket.live:
                     return
                 try:
-                    asked = time.monotonic()
                     required = await link.client.write(
                         self.storage_index, bucket.shnum, offset, buffers, link.upload_secret
                     )
                 except ServerError as exc:
-                    link.budget.failures += 1
                     if attempt and getattr(exc, "status", None) == 404 and await self._completed(bucket):
                         bucket.complete = True  # an earlier, timed-out try did complete it
                         return
@@ -760,7 +759,6 @@ class Upload:
                     self._lose(bucket, exc)
                     return
                 self.share_bytes_sent += sum(len(b) for b in buffers)
-                link.budget.record(sum(len(b) for b in buffers), time.monotonic() - asked)
                 trace.write(link.name, started, time.monotonic(), sum(len(b) for b in buffers))
                 if not required:
                     bucket.complete = True

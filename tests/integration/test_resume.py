@@ -36,6 +36,7 @@ from uploader.config import load_config
 from uploader.encoding import encode_file_inline
 from uploader.errors import SourceChanged
 from uploader.gridclient import GridClient
+from uploader.journal import JournalDir, JournalRecord, SourceIdentity
 from uploader.secrets import read_secret_file
 from workers.base32 import b32encode
 from workers.geometry import EncodingParams, Geometry
@@ -411,3 +412,38 @@ def test_resume_of_a_crash_during_allocation_finds_its_buckets(grid: SlowGrid, t
     assert json.loads(done.stdout)["cap"] == str(cap)
     assert grid.incoming(cap.storage_index) == []
     grid.assert_shares_exact(source, cap)
+
+
+def test_resume_of_a_vanished_source_is_abandoned(grid: SlowGrid, tmp_path: Path) -> None:
+    """The daemon's spool file (or put's source) is gone: the journal is dropped, not retried forever."""
+    data_dir = tmp_path / "client"
+    config = load_config(grid.config(data_dir), {"HOME": str(tmp_path)}, {})
+    source = make_file(tmp_path / "gone.bin", 8, size=100_000)
+    cap = expected_cap(source, grid)
+    jd = JournalDir(data_dir / "journal")
+    handle = jd.create()
+    handle.save(
+        JournalRecord(
+            owner="daemon",
+            source=SourceIdentity.of(source.resolve()),
+            k=K,
+            n=N,
+            segment_size=SEGMENT,
+            key=cap.key,
+            storage_index=cap.storage_index,
+            share_size=share_size(100_000),
+            placed=True,
+        )
+    )
+    source.unlink()
+    handle.release()  # as a killed daemon's lock would be
+    [(claimed, record)] = list(jd.unfinished("daemon"))
+    assert isinstance(record, JournalRecord)
+
+    async def resume() -> None:
+        async with GridClient(config, journal_owner="daemon") as client:
+            with pytest.raises(SourceChanged, match="changed since its upload was interrupted"):
+                await client.upload(source, resume=(claimed, record))
+
+    asyncio.run(resume())
+    assert journals(data_dir) == [] and list(jd.directory.iterdir()) == []
