@@ -13,7 +13,11 @@ $(VENV)/.ok: setup.cfg pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
 
+# Byte-compile our own packages as a regular (non-editable) pip install would: every worker process
+# and CLI start then loads .pyc files instead of compiling ~70 modules (about 60-80 ms a start), also
+# where PYTHONDONTWRITEBYTECODE is set. Only changed files are recompiled.
 install: $(VENV)/.ok
+	@$(PY) -m compileall -q uploader workers tools > /dev/null
 
 # Stock Tahoe-LAFS 1.20.0, in its own venv under the cache, pinned by a committed constraints file.
 $(TAHOE_VENV)/.ok: tests/tahoe-constraints.txt | $(VENV)/.ok
