@@ -743,10 +743,12 @@ class Upload:
                 if not bucket.live:
                     return
                 try:
+                    asked = time.monotonic()
                     required = await link.client.write(
                         self.storage_index, bucket.shnum, offset, buffers, link.upload_secret
                     )
                 except ServerError as exc:
+                    link.budget.failures += 1
                     if attempt and getattr(exc, "status", None) == 404 and await self._completed(bucket):
                         bucket.complete = True  # an earlier, timed-out try did complete it
                         return
@@ -759,6 +761,7 @@ class Upload:
                     self._lose(bucket, exc)
                     return
                 self.share_bytes_sent += sum(len(b) for b in buffers)
+                link.budget.record(sum(len(b) for b in buffers), time.monotonic() - asked)
                 trace.write(link.name, started, time.monotonic(), sum(len(b) for b in buffers))
                 if not required:
                     bucket.complete = True
