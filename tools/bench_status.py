@@ -14,6 +14,7 @@ embedded grid (10 storage servers) and a real ``serve`` daemon, then, side by si
 | ``busy_page_ms`` | ``GET /`` and its two files (the page load), while busy |
 | ``polls`` / ``failed_polls`` | requests made while busy / those not answered 200 |
 | ``uploads_mb_per_s`` | the uploads' aggregate plaintext MB/s (MB = 10^6 bytes) |
+| ``load_avg`` | the machine's 1-minute load average before and after the round (others' jobs count) |
 | ``responsive`` | every poll answered 200 and none took longer than a second |
 
 The uploads run in another process (a thread each), so the poller's timings are not slowed by
@@ -180,6 +181,7 @@ def _phase(port: int, root: Path, label: str, uploads: int, size: int, nice: int
         path = root / f"{label}-{i}"
         path.write_bytes(os.urandom(size))
         files.append(str(path))
+    load_before = os.getloadavg()[0]
     ctx = multiprocessing.get_context("spawn")
     results = ctx.Queue()
     uploader = ctx.Process(target=_upload_all, args=(port, files, results, nice))
@@ -200,6 +202,8 @@ def _phase(port: int, root: Path, label: str, uploads: int, size: int, nice: int
     busy = _summary(polled["status"])
     slowest = max([*polled["status"], *polled["history"], *polled["page"]], default=0.0)
     return {
+        # the machine's 1-minute load average (2 cores here) before and after: other jobs show here
+        "load_avg": [round(load_before, 1), round(os.getloadavg()[0], 1)],
         "upload_statuses": sorted(set(statuses)),
         "uploads_mb_per_s": round(uploads * size / seconds / 1e6, 1),
         "busy_status_ms": busy,
