@@ -204,6 +204,7 @@ def _hold_lock(directory: str, name: str, ready: Any, done: Any) -> None:
     done.wait(30)
 
 
+@pytest.mark.integration  # a second process holds the lock
 def test_a_journal_held_by_a_live_process_is_not_resumed(tmp_path: Path) -> None:
     jd = JournalDir(tmp_path / "journal")
     handle = jd.create()
