@@ -33,8 +33,11 @@ def read_secret_file(path: Path) -> bytes:
         raise ConfigError(f"cannot read convergence secret file {path}: {exc}") from None
     try:
         secret = b32decode(text)
-    except FormatError as exc:
-        raise ConfigError(f"convergence secret file {path} must hold Tahoe base32 text: {exc}") from None
+    except FormatError:  # its message may quote the text: the secret itself, or most of it
+        raise ConfigError(
+            f"convergence secret file {path} must hold Tahoe base32 text (a-z and 2-7, {len(text)} characters "
+            "found); the contents are a secret and are not shown"
+        ) from None
     if not secret:
         raise ConfigError(f"convergence secret file {path} is empty; expected base32 text of a secret")
     return secret
