@@ -100,8 +100,10 @@ CHART_JS = """
 const chart = document.getElementById("chart");
 const series = {workers: {}, servers: {}};
 for (const line of chart.querySelectorAll("polyline")) {
+  const points = line.getAttribute("points").trim().split(/\\s+/).length;
+  if (line.classList.contains("network")) { series.network = points; continue; }
   const group = line.classList.contains("workers") ? "workers" : "servers";
-  series[group][line.dataset.key] = line.getAttribute("points").trim().split(/\\s+/).length;
+  series[group][line.dataset.key] = points;
 }
 series.worker_points = Number(chart.dataset.workerPoints || 0);
 series.server_points = Number(chart.dataset.serverPoints || 0);
@@ -208,6 +210,7 @@ def test_upload_through_the_page(daemon: DaemonProcess, browser: WebDriver, tmp_
     drawn = _until("a chart with every worker and server", chart, timeout_s=30)
     assert all(n >= 1 for n in [*drawn["workers"].values(), *drawn["servers"].values()]), drawn
     assert drawn["worker_points"] >= WORKERS and drawn["server_points"] >= SERVERS
+    assert drawn["network"] >= 1  # the network process's CPU, dashed, on the workers' panel
     # What the chart draws is the daemon's history: the ticks after the upload began saw the workers
     # busy and, added up, every byte of the shares (N/k times the file, and the hashes) sent.
     shares = src.stat().st_size * SERVERS // 3

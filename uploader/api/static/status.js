@@ -9,7 +9,7 @@ const PALETTE = ["#2a6fdb", "#d9480f", "#2b8a3e", "#ae3ec9", "#e67700", "#0b7285
   "#5c940d", "#364fc7", "#a61e4d", "#1098ad", "#862e9c"];
 
 const state = {
-  history: { seq: [], t: [], workers: {}, servers: {}, capacity: 300, lastSeq: 0 },
+  history: { seq: [], t: [], network: [], workers: {}, servers: {}, capacity: 300, lastSeq: 0 },
   mine: null, // {tag, phase} while this page's own upload runs
   lastStatus: null,
 };
@@ -70,7 +70,7 @@ async function poll() {
 function mergeHistory(h) {
   const H = state.history;
   if (h.last_seq < H.lastSeq) { // the daemon restarted: start over
-    H.seq = []; H.t = []; H.workers = {}; H.servers = {};
+    H.seq = []; H.t = []; H.network = []; H.workers = {}; H.servers = {};
   }
   const old = H.seq.length;
   for (const [group, incoming] of [["workers", h.workers], ["servers", h.servers]]) {
@@ -84,12 +84,14 @@ function mergeHistory(h) {
   }
   H.seq.push(...h.seq);
   H.t.push(...h.t);
+  H.network.push(...h.network);
   H.capacity = h.capacity;
   H.lastSeq = h.last_seq;
   const extra = H.seq.length - H.capacity;
   if (extra > 0) {
     H.seq.splice(0, extra);
     H.t.splice(0, extra);
+    H.network.splice(0, extra);
     for (const group of ["workers", "servers"]) {
       for (const key of Object.keys(H[group])) {
         H[group][key].splice(0, extra);
@@ -230,7 +232,7 @@ function drawChart() {
   const tick = span <= 120 ? 10 : 60;
   const x = (t) => left + plotW * (1 - (now - t) / span);
   const panels = [
-    { group: "workers", y0: top, max: 1, label: (v) => Math.round(v * 100) + "%", title: "worker busy" },
+    { group: "workers", y0: top, max: 1, label: (v) => Math.round(v * 100) + "%", title: "busy: each worker, and the network process's CPU" },
     { group: "servers", y0: top + panelH + gap, max: 1, label: (v) => rate(v), title: "bytes/s per server" },
   ];
   let peak = 0;
@@ -246,6 +248,13 @@ function drawChart() {
     }
     nodes.push(svg("text", { x: left, y: p.y0 - 1 }, p.title));
     nodes.push(svg("line", { x1: left, x2: left, y1: p.y0, y2: p.y0 + panelH, class: "axis" }));
+    if (p.group === "workers" && H.network.length) {
+      const pts = H.network.map((v, j) => x(H.t[j]).toFixed(1) + "," +
+        (p.y0 + panelH * (1 - Math.min(v, 1))).toFixed(1));
+      nodes.push(svg("polyline", { points: pts.join(" "), stroke: "#868e96", "stroke-dasharray": "4 3",
+        class: "series network" }));
+      legend.push(["#868e96", "network process CPU (dashed)"]);
+    }
     const keys = Object.keys(H[p.group]);
     keys.forEach((key, i) => {
       const color = PALETTE[(p.group === "workers" ? i : i + 6) % PALETTE.length];
