@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -366,8 +367,11 @@ def test_daemon_resumes_its_uploads_at_start(grid: SlowGrid, tmp_path: Path) -> 
         code, _, body = second.request("GET", f"/uri/{cap}")
         assert code == 200 and body == source.read_bytes()
         assert journals(data_dir) == [] and list((data_dir / "spool").glob("upload-*.part")) == []
-        assert "resumed and done" in second.log()
-        print(f"daemon resume: {fraction:.0%} written at the kill")
+        m = re.search(r"resumed and done: (\d+) share bytes sent, (\d+) already on the servers", second.log())
+        assert m, second.log()
+        sent, skipped = int(m[1]), int(m[2])
+        assert sent < (1 - fraction + 0.1) * N * share_size() and sent + skipped >= 0.95 * N * share_size()
+        print(f"daemon resume: {fraction:.0%} written at the kill; sent {sent}, {skipped} not resent")
     finally:
         second.stop()
 
