@@ -327,8 +327,7 @@ def model_depth(point: Point, k: int, n: int) -> int:
         link_mbit_per_s=point.bandwidth_mbit if point.bandwidth_mbit > 0 else None,
         n=n,
         k=k,
-        segment_size=point.segment_size,
-        floor=UploadSettings.write_size,
+        write_size=UploadSettings.write_size,
     )
 
 

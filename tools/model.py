@@ -19,15 +19,16 @@ waits for nothing). A cycle carries ``U·m·B`` share bytes and lasts
 ``U·m·S / (min(workers, U)·encode rate) + U·m·S·other CPU-s per MB / cores + U·m·B/bw + RTT``
 (the other processes' work on a batch does not overlap the encoding or the wait either).
 
-Pipelined (our default): each server has ``max(D, write)`` share bytes in flight, where
-``write = min(write_size, window/2 blocks)`` is the largest coalesced write (a write larger than
-the budget still goes, alone); the budget is shared by all uploads, so this does not grow with
-``U``; all in flight is capped by the segments in flight (``U·window·B``): ``W``. The first ack
-comes back ``RTT + B/bw`` after a cycle starts, so the link idles ``max(0, RTT + B/bw − W/bw)``
-per cycle of ``W`` bytes — ARCHITECTURE.md's ``RTT − N·D/bw`` plus the time to send one
-segment, which has to arrive whole before it is acknowledged. Share rate =
-``W / max(W/bw, RTT + B/bw)``; with ``W = B`` (one block per server) that is stop-and-wait
-with free CPU.
+Pipelined (our default): blocks are coalesced per share into writes of
+``w = min(write_size, window/2 blocks)`` (at least a block), and a server acknowledges a whole
+write. Each server has ``q = max(1, floor(D / w))`` whole writes in flight (the budget admits a
+write only when it fits; a write larger than the budget goes alone); the budget is shared by all
+uploads, so this does not grow with ``U``; all in flight is capped by the segments in flight
+(``U·window·B``): ``W``. The first ack comes back ``RTT + N·w/bw`` after a cycle starts, so the
+link idles ``max(0, RTT + N·w/bw − W/bw)`` per cycle of ``W`` bytes — ARCHITECTURE.md's
+``RTT − N·D/bw`` plus the time to send one write to every server, which has to arrive whole
+before it is acknowledged. Share rate = ``W / max(W/bw, RTT + N·w/bw)``; with one block per
+write and one write per server that is stop-and-wait with free CPU.
 
 Either result is capped by the CPU: ``workers × encode rate`` (per-worker plaintext MB/s,
 measured by a microbenchmark) and, when the machine's ``cores`` are given, by
@@ -120,23 +121,30 @@ def stop_and_wait_mb_per_s(x: ModelInput) -> float:
     return _cap(x, cycle_bytes / cycle_s)
 
 
-def in_flight_bytes(x: ModelInput) -> float:
-    """Share bytes in flight on the link in pipelined mode (see the module table)."""
+def write_bytes(x: ModelInput) -> float:
+    """The largest coalesced write to one share: ``min(write_size, window/2 blocks)``, at least a
+    block. A server acknowledges a whole write, so this is the unit of the pipeline."""
     block = x.segment_size / x.k
-    write = max(block, min(x.write_size, max(1, x.window // 2) * block))
-    per_server = max(x.pipeline_depth, write)
+    return max(block, min(x.write_size, max(1, x.window // 2) * block))
+
+
+def in_flight_bytes(x: ModelInput) -> float:
+    """Share bytes in flight on the link in pipelined mode (see the module table): whole writes,
+    as many as fit in the depth (a write larger than the depth goes alone), all servers."""
+    w = write_bytes(x)
+    per_server = w * max(1, math.floor(x.pipeline_depth / w))
     return min(x.n * per_server, x.concurrent_uploads * x.window * x.segment_share_bytes)
 
 
 def idle_s_per_cycle(x: ModelInput) -> float:
     """Pipelined mode: link idle time per cycle of ``in_flight_bytes`` (0 when the pipe is full)."""
     w = in_flight_bytes(x)
-    return max(0.0, x.rtt_s + x.segment_share_bytes / x.bandwidth - w / x.bandwidth)
+    return max(0.0, x.rtt_s + x.n * write_bytes(x) / x.bandwidth - w / x.bandwidth)
 
 
 def pipelined_mb_per_s(x: ModelInput) -> float:
     w = in_flight_bytes(x)
-    cycle_s = max(w / x.bandwidth, x.rtt_s + x.segment_share_bytes / x.bandwidth)
+    cycle_s = max(w / x.bandwidth, x.rtt_s + x.n * write_bytes(x) / x.bandwidth)
     if cycle_s == 0:
         return _cap(x, math.inf)
     return _cap(x, w / cycle_s)

@@ -108,6 +108,8 @@ def analyse(
         "workers": len({s.who for s in spans if s.kind == "busy"}),
         "servers": len({s.who for s in spans if s.kind == "write"}),
         "share_bytes": sum(s.nbytes for s in spans if s.kind == "write"),
+        "writes": len(writes),
+        "mean_write_bytes": round(sum(s.nbytes for s in spans if s.kind == "write") / max(1, len(writes))),
     }
     if rate and len(samples) > 1:
         inside = [(t, b) for t, b in samples if t0 <= t <= t1]

@@ -2,10 +2,14 @@
 
 The formula (ARCHITECTURE.md, "Throughput model"; docs/performance.md): the link never idles
 when the bytes in flight to all N servers cover one round trip of the link, ``bw × RTT``, plus
-one segment's blocks, which must arrive whole before a server acknowledges them
-(``tools/model.py``: idle per cycle = ``RTT + B/bw − W/bw``). Per server:
+one write to each server, which must arrive whole before the server acknowledges it
+(``tools/model.py``: idle per cycle = ``RTT + N·w/bw − W/bw``). A server's budget admits only
+whole writes (``uploader/flow.py``), so the depth is counted in writes of ``write_size``:
 
-    depth = bw × RTT / N / U + segment_size / k
+    depth = write_size × (1 + ceil(bw × RTT / N / U / write_size))
+
+that is, the issue's ``bw × RTT / N / U`` rounded up to whole writes, plus the write being
+acknowledged.
 
 ``U`` is the number of uploads that each have their own depth. Ours share one budget per
 server across all uploads of a client (``uploader/flow.py``), so the uploader passes ``U = 1``.
@@ -17,8 +21,8 @@ server across all uploads of a client (``uploader/flow.py``), so the uploader pa
   estimated from delivery rates: a delivery rate is bounded by the depth it would size, and an
   underestimate would shrink the depth that limited it. Without it the depth is
   ``UNKNOWN_LINK_DEPTH``, the depth measured best on every link we could emulate.
-- **Floor**: one full coalesced write (``write_size``), so a write is never split across
-  budget turns; **cap**: ``MAX_AUTO_DEPTH``.
+- **Floor**: two writes (one sending while the other is acknowledged); **cap**:
+  ``MAX_AUTO_DEPTH``.
 
 An explicit integer ``pipeline_depth`` is used as is.
 """
@@ -39,25 +43,23 @@ def auto_depth(
     bandwidth: float | None,
     n: int,
     k: int,
-    segment_size: int,
-    floor: int,
+    write_size: int,
     concurrent_uploads: int = 1,
     cap: int = MAX_AUTO_DEPTH,
 ) -> int:
     """Bytes in flight per server (see the module docstring); ``bandwidth`` in bytes/s, None
-    when unknown."""
-    if not 1 <= k <= n or segment_size < 1 or concurrent_uploads < 1 or floor < 1 or cap < floor:
+    when unknown; ``write_size`` is the largest coalesced write."""
+    if not 1 <= k <= n or concurrent_uploads < 1 or write_size < 1 or cap < 2 * write_size:
         raise ValueError(
-            f"need 1 <= k <= n, segment_size, concurrent_uploads, floor >= 1 and cap >= floor; got "
-            f"k={k}, n={n}, segment_size={segment_size}, concurrent_uploads={concurrent_uploads}, "
-            f"floor={floor}, cap={cap}"
+            f"need 1 <= k <= n, concurrent_uploads, write_size >= 1 and cap >= 2 writes; got "
+            f"k={k}, n={n}, concurrent_uploads={concurrent_uploads}, write_size={write_size}, cap={cap}"
         )
     if rtt_s < 0 or (bandwidth is not None and not bandwidth > 0):
         raise ValueError(f"need rtt_s >= 0 and bandwidth > 0, got rtt_s={rtt_s}, bandwidth={bandwidth}")
     if bandwidth is None or math.isinf(bandwidth):
-        return max(floor, min(cap, UNKNOWN_LINK_DEPTH))
-    ideal = bandwidth * rtt_s / n / concurrent_uploads + math.ceil(segment_size / k)
-    return int(max(floor, min(cap, math.ceil(ideal))))
+        return max(2 * write_size, min(cap, UNKNOWN_LINK_DEPTH))
+    writes = 1 + max(1, math.ceil(bandwidth * rtt_s / n / concurrent_uploads / write_size))
+    return min(cap, writes * write_size)
 
 
 def resolve(
@@ -67,8 +69,7 @@ def resolve(
     link_mbit_per_s: float | None,
     n: int,
     k: int,
-    segment_size: int,
-    floor: int,
+    write_size: int,
 ) -> int:
     """The depth to use for the ``pipeline_depth`` setting: an integer as is, ``"auto"`` by
     ``auto_depth`` (``rtt_s`` may be None only when the link rate is unknown)."""
@@ -79,6 +80,4 @@ def resolve(
     bandwidth = link_mbit_per_s * 1e6 / 8 if link_mbit_per_s is not None else None
     if bandwidth is not None and rtt_s is None:
         raise ValueError("an automatic pipeline_depth with a known link rate needs the measured RTT")
-    return auto_depth(
-        rtt_s=rtt_s or 0.0, bandwidth=bandwidth, n=n, k=k, segment_size=segment_size, floor=floor
-    )
+    return auto_depth(rtt_s=rtt_s or 0.0, bandwidth=bandwidth, n=n, k=k, write_size=write_size)

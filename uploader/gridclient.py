@@ -107,8 +107,7 @@ class GridClient:
             link_mbit_per_s=link,
             n=config.shares_total,
             k=config.shares_needed,
-            segment_size=config.max_segment_size,
-            floor=UploadSettings.write_size,
+            write_size=UploadSettings.write_size,
         )
 
     async def _auto_depth(self, config: Config) -> None:

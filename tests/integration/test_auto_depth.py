@@ -1,5 +1,6 @@
 """pipeline_depth = "auto" on a real client: the RTT timed at connect (servers holding each response
-200 ms) and the configured link rate give bw × RTT / N + one block; unset link: the default depth."""
+200 ms) and the configured link rate give bw × RTT / N in whole writes, plus one; unset link: the
+default depth."""
 
 from __future__ import annotations
 
@@ -39,9 +40,11 @@ def test_auto_depth_from_timed_rtt_and_configured_link(tmp_path: Path) -> None:
         common = {"shares_needed": 1, "shares_total": 2, "shares_happy": 2, "workers": 1}
         depth, rtt = _depth_and_rtt(tmp_path, nurls, {**common, "link_mbit_per_s": 1000})
         assert rtt is not None and rtt >= 0.2
-        # 1000 Mbit/s = 125 MB/s; RTT >= 200 ms; N = 2; one 1 MiB block (k = 1)
-        assert depth == math.ceil(125e6 * rtt / 2 + 1024 * 1024)
-        assert depth >= 125e6 * 0.2 / 2
+        # 1000 Mbit/s = 125 MB/s; RTT >= 200 ms; N = 2: >= 12.5 MB per server in 4 MiB writes,
+        # plus the write being acknowledged
+        write = 4 * 1024 * 1024
+        assert depth == write * (1 + math.ceil(125e6 * rtt / 2 / write))
+        assert depth >= 5 * write
         assert _depth_and_rtt(tmp_path, nurls, common) == (UNKNOWN_LINK_DEPTH, None)
         explicit = {**common, "link_mbit_per_s": 1000, "pipeline_depth": 65536}
         assert _depth_and_rtt(tmp_path, nurls, explicit) == (65536, None)

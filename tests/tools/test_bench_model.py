@@ -45,8 +45,8 @@ def test_bench_model_smoke(tmp_path: Path, tahoe_bin: Path) -> None:
     ]
     assert rows[0]["link_utilisation"] == "" and rows[4]["link_utilisation"] > 0
     assert rows[4]["wire_utilisation"] >= rows[4]["link_utilisation"]  # headers count on the wire
-    # "auto" told the 1 Gbit/s link: the floor, one full 4 MiB write (125 MB/s x 5 ms / 4 is less)
-    assert rows[4]["resolved_depth"] == 4 * 1024 * 1024
+    # "auto" told the 1 Gbit/s link: the floor, two 4 MiB writes (125 MB/s x 5 ms / 4 is less)
+    assert rows[4]["resolved_depth"] == 8 * 1024 * 1024
     assert rows[3]["predicted_mb_per_s"] == "" and rows[3]["measured_mb_per_s"] > 0
     for row in rows[:3] + rows[4:]:
         assert row["measured_mb_per_s"] > 0 and row["predicted_mb_per_s"] > 0

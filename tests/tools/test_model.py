@@ -19,6 +19,7 @@ from tools.model import (
     stop_and_wait_mb_per_s,
     upload_mb_per_s,
     upload_seconds,
+    write_bytes,
 )
 
 # k=3, N=10, 3 MB segments: 10 MB of shares per segment; 100 Mbit/s = 12.5 MB/s; RTT 50 ms.
@@ -57,11 +58,24 @@ def test_shallow_pipeline_is_stop_and_wait() -> None:
     assert idle_s_per_cycle(x) == pytest.approx(0.05)
 
 
-def test_partial_pipeline() -> None:
-    # 1.05 MB per server: 10.5 MB in flight, idle 0.05 + 0.8 - 0.84 s per cycle
+def test_depth_counts_whole_writes() -> None:
+    # 1.05 MB per server admits one 1 MB write at a time (the next waits for the whole write to
+    # fit): the same as 1 MB, idle a full RTT per cycle
     x = with_(pipeline_depth=1_050_000)
-    assert idle_s_per_cycle(x) == pytest.approx(0.01)
-    assert pipelined_mb_per_s(x) == pytest.approx(10.5 / 0.85 * 0.3)
+    assert idle_s_per_cycle(x) == pytest.approx(0.05)
+    assert pipelined_mb_per_s(x) == pytest.approx(3 / 0.85)
+    # two writes per server: 20 MB in flight covers 0.05 s + the first write (0.8 s)
+    assert idle_s_per_cycle(with_(pipeline_depth=2_000_000)) == 0.0
+    assert pipelined_mb_per_s(with_(pipeline_depth=2_000_000)) == pytest.approx(3.75)
+
+
+def test_acknowledgement_unit_is_the_coalesced_write() -> None:
+    # 4 MB writes (4 blocks, window 16 allows 8): one write per server in flight with a 4 MB
+    # depth: 40 MB per 0.05 + 40/12.5 s; two writes (8 MB) fill the link
+    x = with_(write_size=4_000_000, pipeline_depth=4_000_000)
+    assert write_bytes(x) == 4_000_000
+    assert pipelined_mb_per_s(x) == pytest.approx(12 / (0.05 + 3.2))
+    assert pipelined_mb_per_s(with_(write_size=4_000_000, pipeline_depth=8_000_000)) == pytest.approx(3.75)
 
 
 def test_depth_zero_is_stop_and_wait() -> None:

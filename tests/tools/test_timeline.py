@@ -23,6 +23,7 @@ def test_analyse_cpu_link_and_overlap_over_the_data_phase() -> None:
     assert got["overlap"] == pytest.approx(0.333, abs=1e-3)  # only 0.5-1.0 has both
     assert got["wire_use"] == pytest.approx(1.333, abs=1e-3)
     assert (got["workers"], got["servers"], got["share_bytes"]) == (1, 1, 300)
+    assert (got["writes"], got["mean_write_bytes"]) == (1, 300)
 
 
 def test_analyse_without_a_shaped_link_or_events() -> None:
