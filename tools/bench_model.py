@@ -24,8 +24,9 @@ model's inputs are the point's settings, the emulation's RTT and link rate (``in
 the per-worker encode and key-pass rates from microbenchmarks run first, and the other
 processes' CPU-s per MB from a separate calibration upload — never fitted to the sweep.
 ``measured_mb_per_s`` is plaintext MB/s (MB = 10^6 bytes) over the uploads' wall time, the
-fastest of a few runs (the machine is shared: the fastest run is the one least disturbed), after
-an unrecorded warm-up upload to each new set of servers;
+fastest of a few rounds over the whole sweep (the machine is shared: the fastest run is the one
+least disturbed; ``slowest_mb_per_s`` shows the spread), after an unrecorded warm-up upload to
+each new set of servers;
 ``link_utilisation`` is share bytes acknowledged per second over the shaped rate,
 ``wire_utilisation`` the bytes the shaped interface sent (headers included) over the rate.
 The ``tahoe`` rows have no prediction: a Tahoe client's CPU cost is not microbenchmarked.
@@ -80,6 +81,7 @@ COLUMNS = (
     "predicted_mb_per_s",
     "ratio",
     "runs",
+    "slowest_mb_per_s",
     "link_utilisation",
     "wire_utilisation",
     "predicted_steady_mb_per_s",
@@ -370,7 +372,7 @@ def run(
 ) -> dict[str, Any]:
     """Sweep, write ``out/model.csv`` (and ``out/model.png``); return a summary. The ``tahoe``
     points need ``tahoe_bin`` (a stock ``tahoe`` executable). Each point is the fastest of
-    ``repeats`` uploads (default 2; 1 on links of at most ``SLOW_LINK_MBIT``, where
+    ``repeats`` rounds over the whole sweep (default 2; 1 on links of at most ``SLOW_LINK_MBIT``, where
     an upload takes seconds and the link, not the shared CPU, sets the pace)."""
     repeats = repeats if repeats is not None else 2
     out.mkdir(parents=True, exist_ok=True)
@@ -385,28 +387,33 @@ def run(
         base = Path(tmp)
         workers = max(p.workers for p in points)
         other_cpu = calibrate_other_cpu(base, k, n, workers, size) if calibrate else 0.0
-        for rtt, bw in sorted({(p.rtt_ms, p.bandwidth_mbit) for p in points}):
-            group = [p for p in points if (p.rtt_ms, p.bandwidth_mbit) == (rtt, bw)]
-            with servers(base, n, rtt, bw) as (procs, link), contextlib.ExitStack() as stack:
-                nurls = [nurl for _, nurl in procs]
-                node = None
-                if any(p.mode == "tahoe" for p in group):
-                    if tahoe_bin is None:
-                        raise ValueError("tahoe points need tahoe_bin, a stock `tahoe` executable")
-                    node = stack.enter_context(tahoe_client(base, nurls, k, n, tahoe_bin))
-                # warm the servers up (first connections, their imports) with an unrecorded upload
-                if warm_up:
-                    measure(Point("warm-up", "default", rtt, workers=1), nurls, base, MIB, k, n)
-                for point in group:
-                    runs = 1 if 0 < point.bandwidth_mbit <= SLOW_LINK_MBIT else repeats
-                    tries = []
-                    for _ in range(runs):
+        tries: dict[Point, list[Measured]] = {p: [] for p in points}
+        for round_ in range(repeats):  # rounds, so a burst of load hits different points each time
+            todo = [p for p in points if round_ == 0 or not 0 < p.bandwidth_mbit <= SLOW_LINK_MBIT]
+            for rtt, bw in sorted({(p.rtt_ms, p.bandwidth_mbit) for p in todo}):
+                group = [p for p in todo if (p.rtt_ms, p.bandwidth_mbit) == (rtt, bw)]
+                with servers(base, n, rtt, bw) as (procs, link), contextlib.ExitStack() as stack:
+                    nurls = [nurl for _, nurl in procs]
+                    node = None
+                    if any(p.mode == "tahoe" for p in group):
+                        if tahoe_bin is None:
+                            raise ValueError("tahoe points need tahoe_bin, a stock `tahoe` executable")
+                        node = stack.enter_context(tahoe_client(base, nurls, k, n, tahoe_bin))
+                    # warm the servers up (first connections, imports) with an unrecorded upload
+                    if warm_up:
+                        measure(Point("warm-up", "default", rtt, workers=1), nurls, base, MIB, k, n)
+                    for point in group:
                         if point.mode == "tahoe":
-                            tries.append(tahoe_put(node, base, size))
+                            tries[point].append(tahoe_put(node, base, size))
                         else:
-                            tries.append(measure(point, nurls, base, size, k, n, link))
-                    got = min(tries, key=lambda m: m.seconds)
-                    rows.append(_row(point, got, k, n, size, rates, key_rate, other_cpu) | {"runs": runs})
+                            tries[point].append(measure(point, nurls, base, size, k, n, link))
+        for point, got in tries.items():
+            best = min(got, key=lambda m: m.seconds)
+            row = _row(point, best, k, n, size, rates, key_rate, other_cpu)
+            rows.append(
+                row
+                | {"runs": len(got), "slowest_mb_per_s": round(size / max(m.seconds for m in got) / 1e6, 2)}
+            )
     order = {p: i for i, p in enumerate(points)}
     rows.sort(key=lambda r: order[r["_point"]])
     csv_path = out / "model.csv"

@@ -195,6 +195,7 @@ def run(
     n: int = 10,
     workers: int = 2,
     modes: Sequence[str] = ("stock", "default"),
+    pipeline_depth: int | str = "auto",
 ) -> dict[str, Any]:
     """Trace one upload per mode; write the PNGs and ``timeline.json``; return the figures."""
     out.mkdir(parents=True, exist_ok=True)
@@ -207,7 +208,9 @@ def run(
         with servers(base, n, rtt_ms, bandwidth_mbit) as (procs, link):
             nurls = [nurl for _, nurl in procs]
             for mode in modes:
-                point = Point("timeline", mode, rtt_ms, bandwidth_mbit=bandwidth_mbit, workers=workers)
+                point = Point(
+                    "timeline", mode, rtt_ms, pipeline_depth, bandwidth_mbit=bandwidth_mbit, workers=workers
+                )
                 recorder = trace.start()
                 try:
                     with WireSampler(link) as sampler:

@@ -59,3 +59,14 @@ def test_findings_link_use_at_the_acceptance_point() -> None:
     text = findings(rows, {})
     assert "puts **93.0%** of the link's rate" in text and "16 MiB 92.0%" in text
     assert "stock mode 80.0% (the model's steady state: 80.0%, whole upload 72.0%)" in text
+
+
+def test_findings_report_the_spread_of_identical_settings() -> None:
+    rows = [
+        _row(measured_mb_per_s=80.0, slowest_mb_per_s=40.0, runs=2),
+        _row(sweep="segment", measured_mb_per_s=30.0, slowest_mb_per_s=20.0, runs=2),
+    ]
+    text = findings(rows, {})
+    assert "appear in 2 sweeps of this run: their best runs measured 30.0–80.0 MB/s" in text
+    assert "single runs down to 20.0 MB/s" in text
+    assert "| 80.00 (40.00) |" in table(rows)
