@@ -10,6 +10,7 @@ embedded grid (10 storage servers) and a real ``serve`` daemon, then, side by si
 | ``busy_status_build_ms`` | the daemon's own time to build those answers (``Server-Timing``); the rest is queueing |
 | ``busy_static_file_ms`` | a 1 KB file served from memory, polled alongside: how long any answer waits |
 | ``status_vs_static_file_p50`` | ``/status``'s median over that file's: what ``/status`` itself adds |
+| ``loop_lag_ms`` | how late the daemon's own once-a-second tick ran (its event loop's queue), from its history |
 | ``busy_history_ms`` | ``GET /status/history?since=…`` as the page polls it, while busy |
 | ``busy_page_ms`` | ``GET /`` and its two files (the page load), while busy |
 | ``polls`` / ``failed_polls`` | requests made while busy / those not answered 200 |
@@ -100,6 +101,15 @@ class Poller:
         self.conn.close()
 
 
+def _history(port: int, since: int) -> dict[str, Any]:
+    poller = Poller(port)
+    try:
+        data: dict[str, Any] = json.loads(poller.get(f"/status/history?since={since}")[2])
+        return data
+    finally:
+        poller.close()
+
+
 def _upload_all(port: int, files: list[str], results: Any, nice: int) -> None:
     """In a child process: PUT every file at once (one thread each); put (seconds, statuses)."""
     os.nice(nice)
@@ -182,6 +192,7 @@ def _phase(port: int, root: Path, label: str, uploads: int, size: int, nice: int
         path.write_bytes(os.urandom(size))
         files.append(str(path))
     load_before = os.getloadavg()[0]
+    first_seq = _history(port, 10**12)["last_seq"]
     ctx = multiprocessing.get_context("spawn")
     results = ctx.Queue()
     uploader = ctx.Process(target=_upload_all, args=(port, files, results, nice))
@@ -199,6 +210,7 @@ def _phase(port: int, root: Path, label: str, uploads: int, size: int, nice: int
         poller.join()
         for f in files:
             os.unlink(f)
+    lag = _history(port, first_seq)["loop_lag_ms"]
     busy = _summary(polled["status"])
     slowest = max([*polled["status"], *polled["history"], *polled["page"]], default=0.0)
     return {
@@ -212,6 +224,7 @@ def _phase(port: int, root: Path, label: str, uploads: int, size: int, nice: int
         "status_vs_static_file_p50": round(
             statistics.median(polled["status"]) / max(statistics.median(polled["trivial"]), 1e-3), 2
         ),
+        "loop_lag_ms": _summary(lag),
         "busy_history_ms": _summary(polled["history"]),
         "busy_page_ms": _summary(polled["page"]),
         "polls": 2 * len(polled["status"]) + len(polled["history"]) + 3 * len(polled["page"]),

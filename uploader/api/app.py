@@ -54,6 +54,8 @@ class ApiState:
     draining: bool = False
     started: float = field(init=False)
     history: History = field(default_factory=History)  # the status page's chart
+    tick_s: float = 1.0  # how often the shell calls ``sample`` (its lateness is the loop's lag)
+    loop_lag_s: float = 0.0  # how late the last tick ran
     server_stats: dict[str, ServerStats] = field(default_factory=dict)  # host:port -> rate, latency
     assets: Assets = field(default_factory=Assets)  # the status page's files
 
@@ -76,6 +78,8 @@ class ApiState:
         each transfer's progress (for its rate and ETA)."""
         pool = self.grid.pool
         now, cpu_s = self.clock(), time.process_time()
+        uptime, last = now - self.started, self.history.last_t
+        self.loop_lag_s = max(0.0, uptime - last - self.tick_s) if last is not None else 0.0
         busy_s = {w: pool.busy_s.get(w, 0.0) for w in pool.worker_indexes}  # idle ones too
         self.utilisation.sample(now, cpu_s, busy_s)
         flow = self.grid.server_flow()
@@ -85,10 +89,11 @@ class ApiState:
                     now, budget.bytes_sent, budget.writes, budget.write_s
                 )
         self.history.add(
-            now - self.started,
+            uptime,
             {str(w): s for w, s in busy_s.items()},
             {name: b.bytes_sent if b is not None else 0 for name, b in flow.items()},
             cpu_s,
+            self.loop_lag_s,
         )
         self.activity.tick()
 
@@ -170,6 +175,7 @@ async def _upload(
     t.tag = tag
     fd, name = tempfile.mkstemp(prefix=f"upload-{t.id}-", suffix=".part", dir=state.spool)
     path = Path(name)
+    jobs: list[Upload] = []
     try:
         try:
             size = await receive(fd, t)
@@ -183,6 +189,7 @@ async def _upload(
 
             def on_job(job: Upload) -> None:
                 t.probe = lambda: _upload_probe(job)
+                jobs.append(job)
 
             result = await state.grid.upload(path, upload_progress(t, size), on_job=on_job)
         if isinstance(result.cap, ChkCap):
@@ -203,6 +210,13 @@ async def _upload(
         )
         return web.Response(text=str(result.cap), content_type="text/plain")
     except asyncio.CancelledError:
+        if jobs and jobs[0].suspended:  # the daemon is stopping: it resumes this one at its next start
+            t.stage = "suspended"
+            state.activity.finish(
+                t, "suspended (the daemon stopped); it resumes when the daemon starts again"
+            )
+            log.warning("upload %s si=%s: suspended", t.id, t.storage_index or "-")
+            raise
         t.stage = "cancelled"
         state.activity.finish(t, "cancelled (the daemon stopped or the client went away)")
         log.warning("upload %s si=%s: cancelled", t.id, t.storage_index or "-")
@@ -216,8 +230,9 @@ async def _upload(
         log.warning("upload %s si=%s: failed: %s", t.id, t.storage_index or "-", exc)
         raise
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
+        if not (jobs and jobs[0].suspended):  # a suspended upload's body stays for its resume
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
 
 
 def _upload_probe(job: Upload) -> dict[str, Any]:
@@ -364,6 +379,7 @@ def status_json(state: ApiState) -> dict[str, Any]:
         "network_process": {
             "utilisation": state.utilisation.network,
             "cpu_s": round(time.process_time(), 3),
+            "loop_lag_ms": round(state.loop_lag_s * 1e3, 1),
         },
         "servers": server_json(state),
         "settings": settings_json(state),

@@ -44,6 +44,7 @@ class Sample:
     workers: dict[str, float]  # worker index -> busy fraction of the tick, 0..1
     servers: dict[str, float]  # host:port -> bytes acknowledged per second during the tick
     network: float  # the network process's CPU seconds per second
+    loop_lag_ms: float = 0.0  # how late this tick ran: the event loop's queue, as every request sees it
 
 
 class History:
@@ -65,14 +66,21 @@ class History:
     def last_seq(self) -> int:
         return self._seq
 
+    @property
+    def last_t(self) -> float | None:
+        """The time of the last reading (the baseline's too), None before the first."""
+        return self._last[0] if self._last is not None else None
+
     def add(
         self,
         t: float,
         worker_busy_s: Mapping[str, float],
         server_bytes: Mapping[str, float],
         cpu_s: float,
+        loop_lag_s: float = 0.0,
     ) -> Sample | None:
-        """Record the counters read at time ``t``; the first call only sets the baseline (None)."""
+        """Record the counters read at time ``t``; the first call only sets the baseline (None).
+        ``loop_lag_s``: how much later than asked the caller's tick ran."""
         busy, sent = dict(worker_busy_s), dict(server_bytes)
         last, self._last = self._last, (t, busy, sent, cpu_s)
         if last is None or t <= last[0]:
@@ -82,7 +90,7 @@ class History:
         servers = {s: round(r, 1) for s, r in rates(then, sent_then, t, sent).items()}
         network = round(max(0.0, cpu_s - cpu_then) / (t - then), 3)
         self._seq += 1
-        sample = Sample(self._seq, round(t, 3), workers, servers, network)
+        sample = Sample(self._seq, round(t, 3), workers, servers, network, round(loop_lag_s * 1e3, 1))
         self.samples.append(sample)
         return sample
 
@@ -97,6 +105,7 @@ class History:
             "seq": [s.seq for s in rows],
             "t": [s.t for s in rows],
             "network": [s.network for s in rows],
+            "loop_lag_ms": [s.loop_lag_ms for s in rows],
             "workers": {w: [s.workers.get(w) for s in rows] for w in worker_keys},
             "servers": {k: [s.servers.get(k) for s in rows] for k in server_keys},
         }

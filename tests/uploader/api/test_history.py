@@ -20,6 +20,7 @@ def test_rates_from_cumulative_counters() -> None:
 
 def test_history_samples_fractions_and_bytes_per_second() -> None:
     h = History(capacity=10)
+    assert h.last_t is None
     assert h.add(0.0, {"0": 0.0, "1": 0.0}, {"s:1": 0}, 0.0) is None
     s = h.add(2.0, {"0": 1.0, "1": 3.0}, {"s:1": 4_000_000}, 0.5)
     assert s is not None
@@ -31,7 +32,10 @@ def test_history_samples_fractions_and_bytes_per_second() -> None:
         0.25,
     )
     assert h.add(2.0, {"0": 1.0}, {}, 0.5) is None  # the clock did not move: nothing recorded
-    assert h.last_seq == 1
+    assert h.last_seq == 1 and h.last_t == 2.0
+    late = h.add(3.5, {"0": 1.0}, {}, 0.5, loop_lag_s=0.0123)
+    assert late is not None and late.loop_lag_ms == 12.3
+    assert h.to_json()["loop_lag_ms"] == [0.0, 12.3]
 
 
 def test_history_is_a_bounded_ring_and_since_gives_only_newer_samples() -> None:

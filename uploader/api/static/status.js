@@ -175,7 +175,8 @@ function renderWorkers(workers, network) {
   document.getElementById("workers-summary").textContent =
     workers.live + " of " + workers.configured + " workers live. Busy over the last second — " +
     (parts.length ? parts.join(", ") : "no samples yet") +
-    ". Network process CPU: " + percent(network.utilisation) + ".";
+    ". Network process CPU: " + percent(network.utilisation) +
+    "; its event loop ran the last tick " + (network.loop_lag_ms || 0).toFixed(1) + " ms late.";
 }
 
 const CONFIG_LABELS = [
