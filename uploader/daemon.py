@@ -6,7 +6,9 @@ in ``/status`` as an upload with stage "resuming"; its cap is logged only by sto
 client that sent it is gone — ``GET /uri/CAP`` works once it is done). SIGHUP: ``RELOADING=1``, re-read
 the configuration, apply what can change live (``uploader.reload``), ``READY=1``. SIGTERM/SIGINT:
 ``STOPPING=1``, stop listening, let running requests (uploads above all) finish for up to
-``shutdown_timeout_s``, cancel what is left (its buckets are aborted), stop the workers, exit 0.
+``shutdown_timeout_s``, then suspend the uploads still running (their buckets stay in progress,
+their journals and bodies stay, and the next start resumes them: a reboot does not start a long
+upload over), stop the workers, exit 0.
 """
 
 from __future__ import annotations
@@ -111,7 +113,7 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop.set)
         loop.add_signal_handler(signal.SIGHUP, self._spawn_reload)
-        grid = GridClient(config, max_uploads=MAX_UPLOADS, journal_owner="daemon")
+        grid = GridClient(config, max_uploads=MAX_UPLOADS, journal_owner="daemon", suspend_on_cancel=True)
         try:
             await grid.start()
         except BaseException:
@@ -185,6 +187,7 @@ class Daemon:
         t = state.activity.start("upload", record.source.size, stage="queued")
         t.storage_index = b32encode(record.storage_index)
         path = Path(record.source.path)
+        jobs: list[Upload] = []
         log.info("upload %s si=%s: resuming an interrupted upload of %d bytes", t.id, t.storage_index, t.size)
         try:
             async with state.upload_slots:
@@ -192,6 +195,7 @@ class Daemon:
 
                 def on_job(job: Upload) -> None:
                     t.probe = lambda: _upload_probe(job)
+                    jobs.append(job)
 
                 result = await state.grid.upload(
                     path, upload_progress(t, record.source.size), on_job=on_job, resume=(handle, record)
@@ -208,7 +212,9 @@ class Daemon:
                 result.share_bytes_skipped,
             )
         except asyncio.CancelledError:
-            state.activity.finish(t, "cancelled (the daemon stopped)")
+            state.activity.finish(
+                t, "suspended (the daemon stopped)" if jobs and jobs[0].suspended else "cancelled"
+            )
             raise
         except UploaderError as exc:
             state.activity.finish(t, str(exc))
@@ -218,7 +224,7 @@ class Daemon:
             log.error("upload %s si=%s: resume failed", t.id, t.storage_index, exc_info=exc)
         finally:
             handle.release()
-            if path.parent.resolve() == spool.resolve():
+            if path.parent.resolve() == spool.resolve() and not (jobs and jobs[0].suspended):
                 path.unlink(missing_ok=True)
 
     def _status_line(self) -> str:

@@ -47,6 +47,7 @@ class GridClient:
         start_pool: bool = True,
         slot_count: int | None = None,
         journal_owner: str = "put",
+        suspend_on_cancel: bool = False,
     ) -> None:
         if not config.servers:
             raise ConfigError(
@@ -80,6 +81,7 @@ class GridClient:
         # Upload journals (resume after a crash): `put` resumes its own, the daemon its own.
         self.journals = JournalDir(config.data_dir / "journal")
         self.journal_owner = journal_owner
+        self.suspend_on_cancel = suspend_on_cancel  # the daemon: uploads cancelled at stop resume at start
 
     async def start(self) -> None:
         """Start the workers and connect to every server, at once (both take a while)."""
@@ -256,6 +258,7 @@ class GridClient:
             journals=self.journals,
             journal_owner=self.journal_owner,
             resume=resume,
+            suspend_on_cancel=self.suspend_on_cancel,
         )
         if on_job is not None:
             on_job(job)

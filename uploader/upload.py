@@ -155,9 +155,12 @@ class Upload:
         journals: JournalDir | None = None,
         journal_owner: str = "put",
         resume: tuple[JournalHandle, JournalRecord] | None = None,
+        suspend_on_cancel: bool = False,
     ) -> None:
         """``journals``: keep a journal of this upload there (so it can be resumed after a crash).
-        ``resume``: continue the interrupted upload this claimed journal describes."""
+        ``resume``: continue the interrupted upload this claimed journal describes.
+        ``suspend_on_cancel``: a cancelled upload (the daemon stopping) keeps its buckets and journal
+        for a resume, instead of aborting them."""
         self.pool = pool
         self.locks = locks if locks is not None else KeyedLocks()
         # bytes in flight per server, shared by all uploads of one client (keyed by server id)
@@ -193,6 +196,8 @@ class Upload:
         self._journal_saved = 0.0  # monotonic
         self._journal_task: asyncio.Task[None] | None = None
         self._journal_created = time.time()
+        self.suspend_on_cancel = suspend_on_cancel
+        self.suspended = False  # cancelled and kept for a resume (``suspend_on_cancel``)
 
     # ---- the job ------------------------------------------------------------------------------
     async def run(self) -> UploadResult:
@@ -231,6 +236,11 @@ class Upload:
             )
             assert trailer is not None
             await self._finish(trailer.share_trailer)
+        except asyncio.CancelledError:
+            if not await self._suspend():
+                await self._abort_all()
+                await self._journal_remove()
+            raise
         except BaseException:
             await self._abort_all()
             await self._journal_remove()  # the buckets are gone: nothing is left to resume
@@ -340,6 +350,29 @@ class Upload:
             await asyncio.to_thread(journal.remove)
         except JournalError as exc:
             log.warning("%s", exc)
+
+    async def _suspend(self) -> bool:
+        """Cancelled while the daemon stops (a reboot, say): stop writing, leave the buckets in
+        progress and the journal up to date, so the next start resumes the upload. False when
+        there is nothing to resume (no journal yet: the key pass was still running)."""
+        if not self.suspend_on_cancel or self.journal is None:
+            return False
+        await self._cancel_tasks()
+        if self._journal_task is not None:
+            await asyncio.gather(self._journal_task, return_exceptions=True)
+        journal, self.journal = self.journal, None
+        try:
+            await asyncio.to_thread(journal.save, self._journal_record(bool(self.buckets)))
+        except JournalError as exc:  # the last one written still describes a resumable upload
+            log.warning("si=%s: %s", b32encode(self.storage_index), exc)
+        journal.release()
+        self.suspended = True
+        log.info(
+            "si=%s suspended after %d segments: the upload resumes when the daemon starts again",
+            b32encode(self.storage_index),
+            self.segments_done,
+        )
+        return True
 
     # ---- resuming -----------------------------------------------------------------------------
     def _changed_message(self, changes: list[str]) -> str:

@@ -21,7 +21,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -195,9 +195,15 @@ def get(config: Path, cap: str, out: Path) -> bytes:
     return out.read_bytes()
 
 
-def kill_mid_transfer(proc: subprocess.Popen[Any], grid: SlowGrid, storage_index: bytes) -> float:
-    """SIGKILL ``proc`` once the in-progress shares are between KILL_AT and 100% written; the
-    fraction seen just before the kill."""
+def kill_mid_transfer(
+    proc: subprocess.Popen[Any],
+    grid: SlowGrid,
+    storage_index: bytes,
+    sig: int = signal.SIGKILL,
+    at: float = KILL_AT,
+) -> float:
+    """Signal ``proc`` (SIGKILL) once the in-progress shares are between KILL_AT and 100% written,
+    and wait for it to exit; the fraction seen just before the signal."""
     size = share_size()
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -205,9 +211,9 @@ def kill_mid_transfer(proc: subprocess.Popen[Any], grid: SlowGrid, storage_index
         paths = grid.incoming(storage_index)
         if len(paths) >= HAPPY:
             fraction = written_fraction(paths, size)
-            if KILL_AT <= fraction < 1.0:
-                proc.send_signal(signal.SIGKILL)
-                proc.communicate(timeout=30)  # reaps it and closes its pipes
+            if at <= fraction < 1.0:
+                proc.send_signal(sig)
+                proc.communicate(timeout=60)  # reaps it and closes its pipes
                 return fraction
         time.sleep(0.01)
     raise AssertionError("the upload never got mid-transfer")
@@ -295,7 +301,7 @@ def test_source_changed_during_the_encode_pass_gets_no_cap(grid: SlowGrid, tmp_p
     data_dir = tmp_path / "client"
     config = load_config(grid.config(data_dir), {"HOME": str(tmp_path)}, {})
 
-    async def upload(source: Path, at: int) -> None:
+    def changer(source: Path, at: int, done: list[bool]) -> Callable[[int], None]:
         seen = 0
 
         def progress(nbytes: int) -> None:
@@ -310,23 +316,29 @@ def test_source_changed_during_the_encode_pass_gets_no_cap(grid: SlowGrid, tmp_p
                     fh.write(b"changed!")
                 os.utime(source, ns=(st.st_atime_ns, st.st_mtime_ns))
 
-        done: list[bool] = []
+        return progress
+
+    async def both() -> None:
         async with GridClient(config) as client:
-            with pytest.raises(SourceChanged, match="ctime_ns"):
-                await client.upload(source, progress)
-        assert done
+            for seed, at in ((4, SIZE), (5, SIZE + SIZE // 3)):  # after the key pass; a third into pass 2
+                source = make_file(tmp_path / f"source-{seed}.bin", seed)
+                cap = expected_cap(source, grid)
+                done: list[bool] = []
+                with pytest.raises(SourceChanged, match="ctime_ns"):
+                    await client.upload(source, changer(source, at, done))
+                assert done
+                assert grid.complete(cap.storage_index) == [] and grid.incoming(cap.storage_index) == []
+                assert journals(data_dir) == []
 
-    for seed, at in ((4, SIZE), (5, SIZE + SIZE // 3)):  # after the key pass; a third into pass 2
-        source = make_file(tmp_path / f"source-{seed}.bin", seed)
-        cap = expected_cap(source, grid)
-        asyncio.run(upload(source, at))
-        assert grid.complete(cap.storage_index) == [] and grid.incoming(cap.storage_index) == []
-        assert journals(data_dir) == []
+    asyncio.run(both())
 
 
-def test_daemon_resumes_its_uploads_at_start(grid: SlowGrid, tmp_path: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["crash", "stop"])
+def test_daemon_resumes_its_uploads_at_start(grid: SlowGrid, tmp_path: Path, sig: int) -> None:
+    """Killed (a crash), or stopped with an upload still running past the drain timeout (a
+    reboot): the next start resumes the upload, sending only what the servers lack."""
     data_dir = tmp_path / "daemon-data"
-    config = grid.config(data_dir, api_listen="127.0.0.1:0", log_level="info")
+    config = grid.config(data_dir, api_listen="127.0.0.1:0", log_level="info", shutdown_timeout_s=0.2)
     source = make_file(tmp_path / "body.bin", 6)
     cap = expected_cap(source, grid)
     first = DaemonProcess(config, tmp_path).start()
@@ -341,11 +353,17 @@ def test_daemon_resumes_its_uploads_at_start(grid: SlowGrid, tmp_path: Path) -> 
     sender = threading.Thread(target=send)
     sender.start()
     assert first.proc is not None
-    fraction = kill_mid_transfer(first.proc, grid, cap.storage_index)
+    # A stop lets the upload run on for the drain timeout and more: signal it earlier.
+    fraction = kill_mid_transfer(
+        first.proc, grid, cap.storage_index, sig, KILL_AT if sig == signal.SIGKILL else 0.3
+    )
     sender.join(30)
-    first.stop()
+    assert first.stop() == (0 if sig == signal.SIGTERM else -signal.SIGKILL)
     assert outcome and isinstance(outcome[0], OSError)  # the client never got a cap
     assert len(journals(data_dir)) == 1 and len(list((data_dir / "spool").glob("upload-*.part"))) == 1
+    assert len(grid.incoming(cap.storage_index)) >= HAPPY  # suspended, not aborted
+    if sig == signal.SIGTERM:
+        assert "suspended after" in first.log()
 
     (tmp_path / "again").mkdir()
     second = DaemonProcess(config, tmp_path / "again").start()
