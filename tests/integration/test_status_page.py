@@ -200,6 +200,14 @@ def test_upload_through_the_page(daemon: DaemonProcess, browser: WebDriver, tmp_
     assert si in row and "\tdone\t" in row and "100%" in row and "12.0 MiB" in row, row
     code, _, status = daemon.request("GET", "/status")
     assert code == 200 and cap.encode() not in status and si.encode() in status
+    # the page followed its own upload in /status by the tag it sent (its row is marked as ours)
+    mine = browser.execute_script(
+        "return [...document.querySelectorAll('#transfers tbody tr.mine')].map(r => r.innerText)"
+    )
+    assert len(mine) == 1 and "holiday photos.bin" in mine[0], mine
+    ours = [t for t in json.loads(status)["transfers"]["recent"] if t["kind"] == "upload"]
+    assert len(ours) == 1 and ours[0]["tag"].startswith("page-") and ours[0]["name"] == src.name
+    assert ours[0]["storage_index"] == si and ours[0]["progress"] == 1.0
 
     # The chart: one series per worker and per server, with points (the upload kept them all busy).
     def chart() -> dict[str, Any] | None:
