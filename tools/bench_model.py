@@ -61,7 +61,6 @@ from workers.keys import ConvergentKeyHasher
 from workers.segment import encode_segment
 
 KIB, MIB = 1024, 1024 * 1024
-SLOW_LINK_MBIT = 100.0  # points on links this slow are measured once (see run)
 TAHOE_SEGMENT = 128 * KIB  # Tahoe-LAFS's default max segment size (a client node cannot change it)
 COLUMNS = (
     "sweep",
@@ -372,8 +371,7 @@ def run(
 ) -> dict[str, Any]:
     """Sweep, write ``out/model.csv`` (and ``out/model.png``); return a summary. The ``tahoe``
     points need ``tahoe_bin`` (a stock ``tahoe`` executable). Each point is the fastest of
-    ``repeats`` rounds over the whole sweep (default 2; 1 on links of at most ``SLOW_LINK_MBIT``, where
-    an upload takes seconds and the link, not the shared CPU, sets the pace)."""
+    ``repeats`` rounds over the whole sweep (default 2)."""
     repeats = repeats if repeats is not None else 2
     out.mkdir(parents=True, exist_ok=True)
     points = list(points) if points is not None else sweep(quick, tahoe=tahoe_bin is not None)
@@ -388,10 +386,9 @@ def run(
         workers = max(p.workers for p in points)
         other_cpu = calibrate_other_cpu(base, k, n, workers, size) if calibrate else 0.0
         tries: dict[Point, list[Measured]] = {p: [] for p in points}
-        for round_ in range(repeats):  # rounds, so a burst of load hits different points each time
-            todo = [p for p in points if round_ == 0 or not 0 < p.bandwidth_mbit <= SLOW_LINK_MBIT]
-            for rtt, bw in sorted({(p.rtt_ms, p.bandwidth_mbit) for p in todo}):
-                group = [p for p in todo if (p.rtt_ms, p.bandwidth_mbit) == (rtt, bw)]
+        for _ in range(repeats):  # rounds, so a burst of load hits different points each time
+            for rtt, bw in sorted({(p.rtt_ms, p.bandwidth_mbit) for p in points}):
+                group = [p for p in points if (p.rtt_ms, p.bandwidth_mbit) == (rtt, bw)]
                 with servers(base, n, rtt, bw) as (procs, link), contextlib.ExitStack() as stack:
                     nurls = [nurl for _, nurl in procs]
                     node = None
