@@ -16,7 +16,8 @@ embedded grid (10 storage servers) and a real ``serve`` daemon, then, side by si
 | ``polls`` / ``failed_polls`` | requests made while busy / those not answered 200 |
 | ``uploads_mb_per_s`` | the uploads' aggregate plaintext MB/s (MB = 10^6 bytes) |
 | ``load_avg`` | the machine's 1-minute load average before and after the round (others' jobs count) |
-| ``responsive`` | every poll answered 200 and none took longer than a second |
+| ``page_in_chromium`` | the page open in headless Chromium meanwhile: its redraws, the longest gap between two |
+| ``responsive`` | every poll answered 200, none took a second, and the open page never went 2.5 s without a redraw |
 
 The uploads run in another process (a thread each), so the poller's timings are not slowed by
 the uploading client's own work; each poller keeps its connection open, as a browser does.
@@ -183,7 +184,43 @@ def _poll_while(port: int, running: threading.Event) -> dict[str, Any]:
     return {**out, "build": status.build_ms, "failed": failed}
 
 
-def _phase(port: int, root: Path, label: str, uploads: int, size: int, nice: int) -> dict[str, Any]:
+def _open_page(port: int) -> tuple[Any, str]:
+    """Headless Chromium (Debian's, as the tests use) on the status page; (None, why) without it."""
+    chromium, driver_path = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+    if not (chromium.exists() and driver_path.exists()):
+        return None, "no /usr/bin/chromium or /usr/bin/chromedriver (make browser installs them)"
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        return None, "selenium is not installed (the dev extra has it)"
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(chromium)
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,2000"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(options=options, service=Service(executable_path=str(driver_path)))
+    driver.get(f"http://127.0.0.1:{port}/")
+    deadline = time.monotonic() + 30
+    while not driver.execute_script("return document.body.dataset.updates") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return driver, ""
+
+
+def _page_meter(driver: Any, seconds: float) -> dict[str, Any]:
+    """What the open page measured of itself since its meter was reset."""
+    data = driver.execute_script("return {...document.body.dataset}")
+    updates = int(data.get("updates", 0))
+    return {
+        "updates": updates,
+        "updates_per_s": round(updates / seconds, 2),
+        "max_gap_ms": int(data.get("maxGapMs", 0)),  # between two redraws; polls are 1 s apart
+        "last_poll_ms": int(data.get("lastPollMs", 0)),
+    }
+
+
+def _phase(
+    port: int, root: Path, label: str, uploads: int, size: int, nice: int, page: Any = None
+) -> dict[str, Any]:
     """One round: ``uploads`` fresh files PUT at once (fresh: the same bytes again would find their
     shares in place) while polling; the uploading process at ``nice``."""
     files = []
@@ -200,10 +237,13 @@ def _phase(port: int, root: Path, label: str, uploads: int, size: int, nice: int
     running.set()
     polled: dict[str, Any] = {}
     poller = threading.Thread(target=lambda: polled.update(_poll_while(port, running)))
+    if page is not None:
+        page.execute_script("window.resetMeter()")
     poller.start()
     uploader.start()
     try:
         seconds, statuses = results.get(timeout=900)
+        in_page = _page_meter(page, seconds) if page is not None else None
     finally:
         uploader.join()
         running.clear()
@@ -230,7 +270,10 @@ def _phase(port: int, root: Path, label: str, uploads: int, size: int, nice: int
         "polls": 2 * len(polled["status"]) + len(polled["history"]) + 3 * len(polled["page"]),
         "failed_polls": polled["failed"],
         "status_p99_under_50ms": busy.get("p99", 1e9) < TARGET_MS,
-        "responsive": polled["failed"] == 0 and slowest < 1000.0,
+        "page_in_chromium": in_page,
+        "responsive": polled["failed"] == 0
+        and slowest < 1000.0
+        and (in_page is None or in_page["max_gap_ms"] < 2500),
     }
 
 
@@ -248,6 +291,7 @@ def run(uploads: int = 20, size: int = 32 * 2**20, quick: bool = False) -> dict[
             capture_output=True,
         )
         proc: subprocess.Popen[bytes] | None = None
+        page: Any = None
         try:
             port = _free_port()
             config = _config(grid, root / "daemon.toml", port)
@@ -267,14 +311,19 @@ def run(uploads: int = 20, size: int = 32 * 2**20, quick: bool = False) -> dict[
             idle = Poller(port)
             out["idle_status_ms"] = _summary([idle.get("/status")[1] for _ in range(50)])
             idle.close()
+            page, why = _open_page(port)
+            if page is None:
+                out["page_in_chromium"] = why
             # Everything at one priority: the daemon shares 2 cores with its 10 storage servers and
             # the 20 clients, which on a real deployment are other machines.
-            out["contended"] = _phase(port, root, "contended", uploads, size, 0)
+            out["contended"] = _phase(port, root, "contended", uploads, size, 0, page)
             # The stand-ins for other machines (servers, clients) at nice 19: the daemon's own share.
             for server in json.loads((grid / "grid.json").read_text())["servers"]:
                 os.setpriority(os.PRIO_PROCESS, server["pid"], 19)
-            out["servers_and_clients_niced"] = _phase(port, root, "niced", uploads, size, 19)
+            out["servers_and_clients_niced"] = _phase(port, root, "niced", uploads, size, 19, page)
         finally:
+            if page is not None:
+                page.quit()
             if proc is not None and proc.poll() is None:
                 proc.terminate()
                 try:

@@ -12,7 +12,25 @@ const state = {
   history: { seq: [], t: [], network: [], workers: {}, servers: {}, capacity: 300, lastSeq: 0 },
   mine: null, // {tag, phase} while this page's own upload runs
   lastStatus: null,
+  // how the page keeps up, on <body data-…> for tests and benchmarks: updates, the longest wait
+  // between two, and how long the last poll took from asking to drawn
+  meter: { updates: 0, last: null, maxGapMs: 0, lastPollMs: 0 },
 };
+
+function meter(started) {
+  const m = state.meter;
+  const now = performance.now();
+  if (m.last !== null) m.maxGapMs = Math.max(m.maxGapMs, now - m.last);
+  m.last = now;
+  m.updates += 1;
+  m.lastPollMs = now - started;
+  document.body.dataset.updates = String(m.updates);
+  document.body.dataset.maxGapMs = String(Math.round(m.maxGapMs));
+  document.body.dataset.lastPollMs = String(Math.round(m.lastPollMs));
+}
+
+// Start the page's meter over (a benchmark calls this when its load begins).
+window.resetMeter = () => { state.meter = { updates: 0, last: null, maxGapMs: 0, lastPollMs: 0 }; };
 
 // ---- formatting ---------------------------------------------------------------------------------
 function bytes(n) {
@@ -49,6 +67,7 @@ async function getJSON(url) {
 
 async function poll() {
   const live = document.getElementById("live");
+  const started = performance.now();
   try {
     const [status, hist] = await Promise.all([
       getJSON("/status"),
@@ -59,6 +78,7 @@ async function poll() {
     render(status);
     live.textContent = "live";
     live.classList.remove("stale");
+    meter(started);
   } catch (err) {
     live.textContent = "no answer from the daemon (" + err.message + "); retrying";
     live.classList.add("stale");
