@@ -264,19 +264,27 @@ def test_put_resume_after_sigkill_sends_only_what_is_missing(grid: SlowGrid, tmp
           f"{result['share_bytes_skipped']} not resent")  # fmt: skip
 
 
-def test_resume_after_a_server_restart_reallocates_its_share(grid: SlowGrid, tmp_path: Path) -> None:
+def test_resume_after_a_server_restart_and_a_server_loss(grid: SlowGrid, tmp_path: Path) -> None:
+    """One server restarted (it dropped its in-progress share: allocated again, sent in full), one
+    gone for the resume (its share placed on another server, sent in full); the rest continued."""
     config, source, cap, fraction = interrupted_put(grid, tmp_path, 2)
-    victim = next(i for i in range(N) if list(grid.server_dir(i).glob("storage/shares/incoming/*/*/*")))
-    grid.stop_one(victim, signal.SIGKILL)
-    grid.start_one(victim)  # same directory and port: the in-progress share is gone
-    assert not list(grid.server_dir(victim).glob("storage/shares/incoming/*/*/*"))
-    done = put(config, "--resume", str(source))
+    holders = [i for i in range(N) if list(grid.server_dir(i).glob("storage/shares/incoming/*/*/*"))]
+    restarted, lost = holders[0], holders[1]
+    grid.stop_one(restarted, signal.SIGKILL)
+    grid.start_one(restarted)  # same directory and port: the in-progress share is gone
+    assert not list(grid.server_dir(restarted).glob("storage/shares/incoming/*/*/*"))
+    grid.stop_one(lost, signal.SIGKILL)
+    try:
+        done = put(config, "--resume", str(source))
+    finally:
+        grid.start_one(lost)  # it drops its in-progress share: the grid is whole again
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert result["cap"] == str(cap)
     full = N * share_size()
-    assert share_size() <= result["share_bytes_sent"] < (1 - fraction + 0.1) * full + share_size()
+    assert 2 * share_size() <= result["share_bytes_sent"] < (1 - fraction + 0.1) * full + 2 * share_size()
     grid.assert_shares_exact(source, cap)
+    assert not [p for p in grid.complete(cap.storage_index) if grid.server_dir(lost) in p.parents]
 
 
 def test_source_modified_between_kill_and_resume_is_abandoned(grid: SlowGrid, tmp_path: Path) -> None:
