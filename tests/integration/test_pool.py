@@ -25,7 +25,7 @@ from tests.integration.test_tahoe_differential import (
     tahoe_differential_results,
 )
 from uploader.chk import reference
-from uploader.supervisor import EncodeResult, WorkerPool
+from uploader.supervisor import EncodeResult, PoolError, WorkerPool
 from workers import erasure, isal
 from workers.erasure import ErasureBackendError
 from workers.geometry import EncodingParams, Geometry
@@ -131,6 +131,23 @@ def test_forced_isal_that_cannot_load_fails_the_pool_and_auto_falls_back(
             assert "/nonexistent/libisal.so.2" in pool.erasure.note
             cap, shares = await pool_encode_shares(pool, path, params, b"s" * 16)
         assert (cap, shares) == reference.encode(path.read_bytes(), params, b"s" * 16)
+
+    asyncio.run(main())
+
+
+def test_a_worker_that_cannot_load_its_backend_fails_the_pool_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Unloadable(erasure.ZfecBackend):
+        name = "no-such-backend"  # a fault: the parent hands workers a backend they cannot select
+
+    monkeypatch.setattr(
+        erasure, "select", lambda requested: erasure.Selection(requested, Unloadable(), "", "")
+    )
+
+    async def main() -> None:
+        pool = new_pool(1)
+        with pytest.raises(PoolError, match=r"exited \(code 3\) before it was ready"):
+            await pool.start()
+        await pool.close()
 
     asyncio.run(main())
 
