@@ -167,6 +167,7 @@ def test_upload_through_the_page(daemon: DaemonProcess, browser: WebDriver, tmp_
     assert configured["workers"] == str(WORKERS) and configured["shares_total"] == str(SERVERS)
     assert configured["shares_needed"] == "3" and configured["shares_happy"] == "4"
     assert {"max_segment_size", "pipeline_depth", "erasure_backend"} <= set(configured)
+    assert configured["erasure_backend"].split()[0] in ("isal", "zfec")  # the one in use, not "auto"
 
     # the chart's first point: the history's baseline was read before this upload started
     _until("the chart's first points", lambda: browser.execute_script(CHART_JS)["worker_points"], 30)

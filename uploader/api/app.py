@@ -424,7 +424,7 @@ def settings_json(state: ApiState) -> dict[str, Any]:
         "window": settings.window,
         "pipeline_depth": settings.pipeline_depth,
         "stock_mode": settings.stock_mode,
-        "erasure_backend": grid.config.erasure_backend,
+        "erasure_backend": _backend_in_use(grid),
         "max_uploads": state.max_uploads,
     }
 
@@ -439,6 +439,16 @@ async def status(state: ApiState, request: web.Request, req: rq.Request) -> web.
     resp = web.Response(text=body, content_type="application/json")
     resp.headers["Server-Timing"] = f"build;dur={built_ms:.2f}"
     return resp
+
+
+def _backend_in_use(grid: GridClient) -> str:
+    """The erasure backend the workers use, and the setting when that differs ("isal", "zfec (auto)")."""
+    selection = grid.pool.erasure
+    if selection is None:
+        return grid.config.erasure_backend
+    if selection.requested == selection.name:
+        return selection.name
+    return f"{selection.name} ({selection.requested}{': ' + selection.note if selection.note else ''})"
 
 
 async def history(state: ApiState, request: web.Request, req: rq.Request) -> web.StreamResponse:
