@@ -29,6 +29,23 @@ def test_budget_bounds_bytes_in_flight() -> None:
     assert events == ["start a", "end a", "start b", "end b", "start huge", "end huge"]
 
 
+def test_budget_counts_bytes_in_flight_and_acknowledged_writes() -> None:
+    async def main() -> Budget:
+        budget = Budget(100)
+        taken = await budget.acquire(70)
+        assert budget.in_flight == 70
+        budget.record(70, 0.25)
+        await budget.release(taken)
+        budget.failures += 1  # a failed attempt is counted by the writer
+        budget.record(30, 0.05)
+        return budget
+
+    budget = asyncio.run(main())
+    assert budget.in_flight == 0 and budget.idle
+    assert (budget.bytes_sent, budget.writes, budget.failures) == (100, 2, 1)
+    assert abs(budget.write_s - 0.30) < 1e-9
+
+
 def test_keyed_locks_serialize_one_key_only() -> None:
     async def main() -> list[str]:
         locks = KeyedLocks()
