@@ -237,10 +237,14 @@ def test_upload_through_the_page(daemon: DaemonProcess, browser: WebDriver, tmp_
 
     _until("the upload's bytes and work in the history", sent_in_history, timeout_s=15)
 
-    servers = browser.execute_script(
-        "return [...document.querySelectorAll('#servers tbody tr')].map(r => r.innerText)"
-    )
-    assert len(servers) == SERVERS and all("connected" in r for r in servers), servers
+    def servers_with_latency() -> list[str] | None:
+        rows: list[str] = browser.execute_script(
+            "return [...document.querySelectorAll('#servers tbody tr')].map(r => r.innerText)"
+        )
+        return rows if len(rows) == SERVERS and all(" ms\t" in r for r in rows) else None
+
+    servers = _until("every server's write latency", servers_with_latency, timeout_s=10)
+    assert all("\tconnected\t" in r and r.endswith("MiB") for r in servers), servers
 
     artifacts = Path(os.environ.get("TEST_ARTIFACTS") or cache_dir() / "test-artifacts")
     artifacts.mkdir(parents=True, exist_ok=True)

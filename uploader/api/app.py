@@ -83,11 +83,9 @@ class ApiState:
         busy_s = {w: pool.busy_s.get(w, 0.0) for w in pool.worker_indexes}  # idle ones too
         self.utilisation.sample(now, cpu_s, busy_s)
         flow = self.grid.server_flow()
-        for name, budget in flow.items():
-            if budget is not None:
-                self.server_stats.setdefault(name, ServerStats()).update(
-                    now, budget.bytes_sent, budget.writes, budget.write_s
-                )
+        for name, b in flow.items():  # zeros before a server's first write: a baseline to count from
+            counters = (b.bytes_sent, b.writes, b.write_s) if b is not None else (0, 0, 0.0)
+            self.server_stats.setdefault(name, ServerStats()).update(now, *counters)
         self.history.add(
             uptime,
             {str(w): s for w, s in busy_s.items()},

@@ -127,7 +127,11 @@ class ServerStats:
 
     def update(self, now: float, bytes_sent: int, writes: int, write_s: float) -> None:
         last, self._last = self._last, (now, bytes_sent, writes, write_s)
-        if last is None or now <= last[0]:
+        if last is None:  # no rate yet; the latency of the writes so far
+            if writes > 0:
+                self.latency_s = round(write_s / writes, 4)
+            return
+        if now <= last[0]:
             return
         then, sent_then, writes_then, write_s_then = last
         self.rate = round(max(0, bytes_sent - sent_then) / (now - then), 1)

@@ -71,6 +71,9 @@ def test_a_history_needs_room() -> None:
 
 
 def test_server_stats_rate_and_latency_of_the_last_tick() -> None:
+    first = ServerStats()
+    first.update(10.0, 1000, 4, 0.4)  # writes before the first reading: their mean latency, no rate
+    assert (first.rate, first.latency_s) == (0.0, 0.1)
     s = ServerStats()
     s.update(10.0, 0, 0, 0.0)
     assert (s.rate, s.latency_s) == (0.0, None)
