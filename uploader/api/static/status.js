@@ -89,8 +89,10 @@ async function poll() {
 
 function mergeHistory(h) {
   const H = state.history;
-  if (h.last_seq < H.lastSeq) { // the daemon restarted: start over
+  if (h.last_seq < H.lastSeq) { // the daemon restarted: start over, all of its history next poll
     H.seq = []; H.t = []; H.network = []; H.workers = {}; H.servers = {};
+    H.lastSeq = 0;
+    return;
   }
   const old = H.seq.length;
   for (const [group, incoming] of [["workers", h.workers], ["servers", h.servers]]) {
