@@ -236,6 +236,15 @@ def test_upload_through_the_page(daemon: DaemonProcess, browser: WebDriver, tmp_
         return hist if busy and sent >= shares * 0.99 else None
 
     _until("the upload's bytes and work in the history", sent_in_history, timeout_s=15)
+    # the same counters for Prometheus
+    metrics = daemon.request("GET", "/metrics")[2].decode()
+    counted = [
+        float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith("uploader_server_sent_bytes_total{")
+    ]
+    assert len(counted) == SERVERS and sum(counted) >= shares, metrics
+    assert metrics.count("uploader_server_write_failures_total{") == SERVERS
 
     def servers_with_latency() -> list[str] | None:
         rows: list[str] = browser.execute_script(

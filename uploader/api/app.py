@@ -70,6 +70,7 @@ class ApiState:
                 lambda: self.grid.pool.live_workers,
                 lambda: dict(self.grid.pool.busy_s),
                 self.requests,
+                self.grid.server_flow,
             )
         )
 

@@ -8,12 +8,16 @@ One collector, no double bookkeeping: transfers come from ``Activity``, workers 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from uploader.api.activity import Activity, Utilisation
+
+if TYPE_CHECKING:
+    from uploader.flow import Budget
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -26,12 +30,14 @@ class DaemonCollector(Collector):
         workers: Callable[[], int],
         worker_busy_s: Callable[[], Mapping[int, float]],
         requests: Mapping[tuple[str, int], int],
+        servers: Callable[[], Mapping[str, Budget | None]] | None = None,
     ) -> None:
         self.activity = activity
         self.utilisation = utilisation
         self.workers = workers
         self.worker_busy_s = worker_busy_s
         self.requests = requests
+        self.servers = servers
 
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
         done = CounterMetricFamily(
@@ -78,6 +84,32 @@ class DaemonCollector(Collector):
         for (name, status), n in sorted(self.requests.items()):
             reqs.add_metric([name, str(status)], n)
         yield reqs
+        if self.servers is not None:
+            yield from self._servers(self.servers())
+
+    @staticmethod
+    def _servers(flow: Mapping[str, Budget | None]) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        """Per storage server (host:port), across every upload so far: the status page's figures."""
+        sent = CounterMetricFamily(
+            "uploader_server_sent_bytes", "Share bytes the server acknowledged", labels=["server"]
+        )
+        writes = CounterMetricFamily("uploader_server_writes", "Acknowledged writes", labels=["server"])
+        write_s = CounterMetricFamily(
+            "uploader_server_write_seconds", "Summed round trips of acknowledged writes", labels=["server"]
+        )
+        failed = CounterMetricFamily(
+            "uploader_server_write_failures", "Write attempts that failed", labels=["server"]
+        )
+        flight = GaugeMetricFamily(
+            "uploader_server_in_flight_bytes", "Bytes sent and not yet acknowledged", labels=["server"]
+        )
+        for name, b in sorted(flow.items()):
+            sent.add_metric([name], b.bytes_sent if b else 0)
+            writes.add_metric([name], b.writes if b else 0)
+            write_s.add_metric([name], b.write_s if b else 0.0)
+            failed.add_metric([name], b.failures if b else 0)
+            flight.add_metric([name], b.in_flight if b else 0)
+        yield from (sent, writes, write_s, failed, flight)
 
 
 def registry_for(collector: DaemonCollector) -> CollectorRegistry:
