@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 CACHE  ?= .cache
 TAHOE_VENV := $(CACHE)/tahoe-venv
 
-.PHONY: install tahoe browser demo test unit integration lint format typecheck bench bench-report check rss-cap rss-put faults load soak clean
+.PHONY: install tahoe browser demo test unit integration lint format typecheck bench bench-report check rss-cap rss-put faults load soak fuzz clean
 
 $(VENV)/.ok: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -86,6 +86,11 @@ load: install
 # The load repeated for 30 minutes (not CI); raw log and result in docs/soak/.
 soak: install
 	$(PY) -m tools.soak
+
+# Coverage-guided fuzzing (atheris) of the parsers' hypothesis tests, FUZZ_SECONDS each (not CI).
+fuzz: install
+	$(PY) -m pip install -q 'atheris>=2.3'
+	$(PY) -m tools.atheris_fuzz all --seconds $${FUZZ_SECONDS:-60}
 
 check: lint typecheck test
 

@@ -22,6 +22,7 @@ import random
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -72,7 +73,7 @@ def small_disks(grid: LocalGrid, names: list[str], size: int) -> Iterator[bool]:
 
 
 def restart_with_no_room(grid: LocalGrid, name: str) -> subprocess.Popen[bytes]:
-    """The fallback: kill the grid's server and run it again (same port) reserving all free space."""
+    """The fallback: kill the grid's server and run it again (same port) reserving more than the free space."""
     grid.kill(name)
     directory = grid.dir / name
     while True:  # the dead server's lock goes with its process
@@ -87,9 +88,18 @@ def restart_with_no_room(grid: LocalGrid, name: str) -> subprocess.Popen[bytes]:
             finally:
                 os.close(fd)
         time.sleep(0.01)
-    free = shutil.disk_usage(directory).free
+    reserve = shutil.disk_usage(directory).free + 2**40  # room never opens up, whatever else frees space
     proc = subprocess.Popen(
-        [sys.executable, "-m", "uploader", "storage", "--dir", str(directory), "--reserved-space", str(free)],
+        [
+            sys.executable,
+            "-m",
+            "uploader",
+            "storage",
+            "--dir",
+            str(directory),
+            "--reserved-space",
+            str(reserve),
+        ],
         cwd=REPO,
         stdout=subprocess.PIPE,
     )
@@ -107,7 +117,7 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 def make_file(tmp_path: Path, rng: random.Random) -> Path:
     path = tmp_path / "source"
-    path.write_bytes(rng.randbytes(rng.randint(12, 16) * MiB + rng.randint(1, MiB - 1)))
+    path.write_bytes(rng.randbytes(rng.randint(7, 9) * MiB + rng.randint(1, MiB - 1)))
     return path
 
 
@@ -124,7 +134,7 @@ def test_a_full_server_gets_no_share_and_its_share_is_placed_elsewhere(tmp_path:
     cap = expected_cap(path, secret)
     grid = LocalGrid(tmp_path / "grid", 10)
     extra: list[subprocess.Popen[bytes]] = []
-    with small_disks(grid, ["server-04"], 1 * MiB) as mounted:  # far less than one share (~5 MiB)
+    with small_disks(grid, ["server-04"], 1 * MiB) as mounted:  # far less than one share (~3 MiB)
         try:
             grid.start()
             if not mounted:
@@ -195,20 +205,26 @@ def test_a_disk_that_fills_mid_upload(tmp_path: Path) -> None:
     grid = LocalGrid(tmp_path / "grid", 10)
     extra: list[subprocess.Popen[bytes]] = []
     seen: dict[str, int] = {}
+    done = threading.Event()
 
     with small_disks(grid, [victim], 32 * MiB) as mounted:
         storage = grid.dir / victim / "storage"
 
-        def fill(nbytes: int) -> None:
-            seen["progress"] = seen.get("progress", 0) + nbytes
-            if "written" in seen or seen["progress"] - size < 0.3 * size:
+        def fill() -> None:
+            """Watch the victim's in-progress share (1 ms polls); once it holds some blocks, fill the disk."""
+            incoming_dir = storage / "shares" / "incoming" / si[:2] / si
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and not done.is_set():
+                shares = list(incoming_dir.glob("*")) if incoming_dir.exists() else []
+                written = blocks_written(shares[0], layout, g.num_segments) if shares else 0
+                if written:
+                    seen["written"] = written
+                    break
+                time.sleep(0.001)
+            else:
                 return
-            shares = list((storage / "shares" / "incoming" / si[:2] / si).glob("*"))
-            seen["written"] = blocks_written(shares[0], layout, g.num_segments) if shares else -1
             if mounted:  # another process fills the disk to the last byte
-                subprocess.run(
-                    ["dd", "if=/dev/zero", f"of={storage / 'hog'}", "bs=1M"], capture_output=True, check=False
-                )
+                subprocess.run(["dd", "if=/dev/zero", f"of={storage / 'hog'}", "bs=1M"], capture_output=True)
                 seen["free_after_fill"] = shutil.disk_usage(storage).free
             else:
                 extra.append(restart_with_no_room(grid, victim))
@@ -218,13 +234,18 @@ def test_a_disk_that_fills_mid_upload(tmp_path: Path) -> None:
 
             async def main() -> str:
                 async with GridClient(grid.config()) as client:
-                    result = await client.upload(path, fill, params=PARAMS, happy=7, secret=secret)
+                    result = await client.upload(path, params=PARAMS, happy=7, secret=secret)
                     return str(result.cap)
 
+            watcher = threading.Thread(target=fill)
+            watcher.start()
             try:
                 got = asyncio.run(main())
-            except NotEnoughServers as exc:  # a clear typed error is an allowed outcome
+            except NotEnoughServers as exc:
                 pytest.fail(f"one full disk of ten should not fail the upload: {exc}")
+            finally:
+                done.set()
+                watcher.join()
             print(seen)
             assert 0 < seen["written"] < g.num_segments  # the fill landed mid-transfer of its share
             assert got == str(cap)

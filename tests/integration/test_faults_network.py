@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import random
+import threading
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -45,7 +47,7 @@ def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(upload_module, "RETRY_DELAYS_S", (0.05, 0.1))
 
 
-def proxied_config(grid: LocalGrid, proxies: dict[str, Proxy]) -> Config:
+def proxied_config(grid: LocalGrid, proxies: dict[str, Proxy], timeout_s: float = TIMEOUT_S) -> Config:
     """The grid's configuration with the named servers reached through their proxies."""
     config = grid.config()
     ports = {s["name"]: s["port"] for s in grid.record()["servers"]}
@@ -57,13 +59,13 @@ def proxied_config(grid: LocalGrid, proxies: dict[str, Proxy]) -> Config:
         if name in proxies:
             nurl = nurl.replace(f":{ports[name]}/", f":{proxies[name].port}/")
         servers.append(ServerEntry(nurl, entry.nickname))
-    return replace(config, servers=tuple(servers), connect_timeout_s=TIMEOUT_S, request_timeout_s=TIMEOUT_S)
+    return replace(config, servers=tuple(servers), connect_timeout_s=timeout_s, request_timeout_s=timeout_s)
 
 
 def setup(tmp_path: Path, seed: int) -> tuple[Path, bytes, ChkCap]:
     rng = random.Random(seed)
     path = tmp_path / "source"
-    path.write_bytes(rng.randbytes(rng.randint(12, 16) * MiB + rng.randint(1, MiB - 1)))
+    path.write_bytes(rng.randbytes(rng.randint(7, 9) * MiB + rng.randint(1, MiB - 1)))
     secret = rng.randbytes(32)
     cap, _ = encode_file_inline(path, PARAMS, secret)
     assert isinstance(cap, ChkCap)
@@ -71,31 +73,52 @@ def setup(tmp_path: Path, seed: int) -> tuple[Path, bytes, ChkCap]:
 
 
 class Staller:
-    """Progress callback: stall the victims' proxies once pass 2 is past ``fraction`` and the first
-    victim holds some written blocks; records what had reached each victim then."""
+    """A watcher thread: once the first victim's in-progress share holds ``target`` blocks (read off
+    its disk, 1 ms polls), stall every victim's proxy; records what had reached each victim then."""
 
-    def __init__(self, grid: LocalGrid, proxies: dict[str, Proxy], cap: ChkCap, fraction: float) -> None:
-        self.grid, self.proxies, self.cap, self.fraction = grid, proxies, cap, fraction
+    def __init__(self, grid: LocalGrid, proxies: dict[str, Proxy], cap: ChkCap, target: int = 2) -> None:
+        self.grid, self.proxies, self.cap, self.target = grid, proxies, cap, target
         self.g = Geometry.from_params(PARAMS, cap.size)
-        self.progress = 0
         self.at_stall: dict[str, tuple[int, int]] = {}  # name -> (bytes forwarded, blocks written)
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch)
 
-    def __call__(self, nbytes: int) -> None:
-        self.progress += nbytes
-        if self.at_stall or self.progress - self.cap.size < self.fraction * self.cap.size:
-            return
+    def _written(self, name: str) -> int:
         si = b32encode(self.cap.storage_index)
-        layout = expected_layout(self.g)
-        for name, proxy in self.proxies.items():
-            shares = sorted(self.grid.dir.glob(f"{name}/storage/shares/incoming/{si[:2]}/{si}/*"))
-            written = blocks_written(shares[0], layout, self.g.num_segments) if shares else 0
-            proxy.stall()
-            self.at_stall[name] = (proxy.forwarded, written)
+        shares = sorted(self.grid.dir.glob(f"{name}/storage/shares/incoming/{si[:2]}/{si}/*"))
+        return blocks_written(shares[0], expected_layout(self.g), self.g.num_segments) if shares else 0
+
+    def _watch(self) -> None:
+        first = next(iter(self.proxies))
+        while not self._done.is_set():
+            if self._written(first) >= self.target:
+                for proxy in self.proxies.values():
+                    proxy.stall()
+                for name, proxy in self.proxies.items():
+                    self.at_stall[name] = (proxy.forwarded, self._written(name))
+                return
+            time.sleep(0.001)
+
+    def __enter__(self) -> Staller:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def assert_mid_transfer(self) -> None:
+        print(self.at_stall)
+        assert set(self.at_stall) == set(self.proxies), "the stall was never made"
+        first = next(iter(self.proxies))
+        assert self.at_stall[first][1] >= self.target
+        for forwarded, written in self.at_stall.values():
+            assert forwarded > 0 and written < self.g.num_segments  # each stalled before its share was done
 
 
-async def upload(config: Config, path: Path, secret: bytes, progress: Staller | None) -> UploadResult:
+async def upload(config: Config, path: Path, secret: bytes) -> UploadResult:
     async with GridClient(config) as client:
-        return await client.upload(path, progress, params=PARAMS, happy=7, secret=secret)
+        return await client.upload(path, params=PARAMS, happy=7, secret=secret)
 
 
 def check_complete_shares_are_right(
@@ -114,11 +137,9 @@ def test_a_server_stalled_mid_upload_is_dropped_and_the_upload_completes(tmp_pat
         victim = "server-03"
         ports = {s["name"]: s["port"] for s in grid.record()["servers"]}
         with Proxy(ports[victim]) as proxy:
-            staller = Staller(grid, {victim: proxy}, cap, 0.3)
-            result = asyncio.run(upload(proxied_config(grid, {victim: proxy}), path, secret, staller))
-            forwarded, written = staller.at_stall[victim]
-            print(staller.at_stall, proxy.connections)
-            assert forwarded > 0 and 0 < written < staller.g.num_segments  # stalled mid-transfer
+            with Staller(grid, {victim: proxy}, cap) as staller:
+                result = asyncio.run(upload(proxied_config(grid, {victim: proxy}), path, secret))
+            staller.assert_mid_transfer()
             assert proxy.connections >= 2  # the client tried it again before dropping it
         assert str(result.cap) == str(cap)
         holding = servers_holding(grid.dir, cap.storage_index)
@@ -135,10 +156,9 @@ def test_four_servers_stalled_fail_cleanly(tmp_path: Path) -> None:
         ports = {s["name"]: s["port"] for s in grid.record()["servers"]}
         proxies = {name: Proxy(ports[name]).start() for name in victims}
         try:
-            staller = Staller(grid, proxies, cap, 0.4)
-            with pytest.raises(NotEnoughServers) as failure:
-                asyncio.run(upload(proxied_config(grid, proxies), path, secret, staller))
-            assert all(0 < w < staller.g.num_segments for _, w in staller.at_stall.values()), staller.at_stall
+            with Staller(grid, proxies, cap) as staller, pytest.raises(NotEnoughServers) as failure:
+                asyncio.run(upload(proxied_config(grid, proxies), path, secret))
+            staller.assert_mid_transfer()
             message = str(failure.value)
             assert "6 servers would hold distinct shares, 7 needed" in message
             for proxy in proxies.values():
@@ -155,8 +175,9 @@ def test_a_slow_server_delays_but_loses_nothing(tmp_path: Path) -> None:
     with LocalGrid(tmp_path / "grid", 10) as grid:
         slow = "server-07"
         ports = {s["name"]: s["port"] for s in grid.record()["servers"]}
-        with Proxy(ports[slow], rate=2_000_000) as proxy:  # 2 MB/s; a share is ~5 MB
-            result = asyncio.run(upload(proxied_config(grid, {slow: proxy}), path, secret, None))
+        with Proxy(ports[slow], rate=2_000_000) as proxy:  # 2 MB/s; a share is ~3 MB
+            # (a slow link is not a dead one: timeouts that a loaded machine cannot trip by accident)
+            result = asyncio.run(upload(proxied_config(grid, {slow: proxy}, 20.0), path, secret))
             share_size = expected_layout(Geometry.from_params(PARAMS, cap.size)).share_size
             assert proxy.forwarded >= share_size  # its whole share went through the slow link
         assert str(result.cap) == str(cap)

@@ -70,7 +70,7 @@ def test_put_killed_leaves_nothing_half_complete_and_a_second_put_succeeds(
 ) -> None:
     rng = random.Random(seed)
     path = tmp_path / "source"
-    data = rng.randbytes(rng.randint(8, 14) * MiB + rng.randint(1, MiB - 1))
+    data = rng.randbytes(rng.randint(6, 9) * MiB + rng.randint(1, MiB - 1))
     path.write_bytes(data)
     secret = rng.randbytes(32)
     secret_file = tmp_path / "convergence"

@@ -140,7 +140,7 @@ def test_an_impostor_at_a_servers_address_never_sees_its_swissnum(
 
 
 def test_the_web_api_listens_on_loopback_only_by_default(tmp_path: Path) -> None:
-    with LocalGrid(tmp_path / "grid", 3) as grid:
+    with LocalGrid(tmp_path / "grid", 1) as grid:
         config = write_config(
             grid.dir / "uploader.toml", tmp_path / "daemon.toml", workers=1, data_dir=tmp_path / "data"
         )
