@@ -41,6 +41,11 @@ log = logging.getLogger("uploader.daemon")
 
 MAX_UPLOADS = 8  # uploads encoding at once (each leases `window` slots); more queue
 TICK_S = 1.0  # utilisation sampling and STATUS= updates
+# Workers run this much nicer than the daemon: when CPU is short, the network process (the API, and
+# feeding the servers) wins and the encoding takes what it leaves. 20 uploads on a loaded 2-core
+# machine (tools/bench_status.py --workers-nice 0, side by side): /status p50 42 -> 11 ms, p99
+# 190 -> 70 ms; MB/s within that machine's noise (its storage servers were local, competing).
+WORKER_NICE = 10
 
 
 def setup_logging(level: str) -> None:
@@ -113,7 +118,13 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop.set)
         loop.add_signal_handler(signal.SIGHUP, self._spawn_reload)
-        grid = GridClient(config, max_uploads=MAX_UPLOADS, journal_owner="daemon", suspend_on_cancel=True)
+        grid = GridClient(
+            config,
+            max_uploads=MAX_UPLOADS,
+            journal_owner="daemon",
+            suspend_on_cancel=True,
+            worker_nice=WORKER_NICE,
+        )
         try:
             await grid.start()
         except BaseException:

@@ -48,6 +48,7 @@ class GridClient:
         slot_count: int | None = None,
         journal_owner: str = "put",
         suspend_on_cancel: bool = False,
+        worker_nice: int = 0,
     ) -> None:
         if not config.servers:
             raise ConfigError(
@@ -68,6 +69,7 @@ class GridClient:
             slot_count=slots,
             slot_size=slot_size_for(self.params),
             backend=config.erasure_backend,
+            nice=worker_nice,
         )
         self.clients: list[StorageClient] = []
         self.secret = convergence_secret(config)

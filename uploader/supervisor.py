@@ -196,6 +196,7 @@ class WorkerPool:
         per_worker: int = 2,
         job_timeout_s: float = 30.0,
         backend: str = "auto",
+        nice: int = 0,
     ) -> None:
         if workers < 1:
             raise ValueError("a pool needs at least one worker")
@@ -203,6 +204,7 @@ class WorkerPool:
         self.per_worker = per_worker
         self.job_timeout_s = job_timeout_s
         self.backend = backend  # the erasure_backend setting: auto, isal or zfec
+        self.nice = nice  # workers run this much nicer than this process (the daemon's: its API first)
         self.erasure: erasure.Selection | None = None  # what it resolved to, once started
         self._slot_count = slot_count or 2 * workers + 4
         self._slot_size = slot_size
@@ -272,6 +274,9 @@ class WorkerPool:
         )
         proc.start()
         child.close()
+        if self.nice and proc.pid is not None:
+            niceness = min(19, os.getpriority(os.PRIO_PROCESS, 0) + self.nice)
+            os.setpriority(os.PRIO_PROCESS, proc.pid, niceness)
         if self._arena is not None:
             send_arena(parent, self._arena)
         else:

@@ -31,6 +31,7 @@ from tests.conftest import REPO, cache_dir
 from tests.helpers.daemon import DaemonProcess, write_config
 from tests.helpers.localgrid import LocalGrid
 from uploader.chk.caps import ChkCap, parse_read_cap
+from uploader.daemon import WORKER_NICE
 from workers.base32 import b32encode
 
 pytestmark = pytest.mark.integration
@@ -154,6 +155,24 @@ def test_page_is_ours_and_served_with_its_files(daemon: DaemonProcess) -> None:
     assert daemon.request("GET", "/static/missing.js")[0] == 404
     code, _, hist = daemon.request("GET", "/status/history")
     assert code == 200 and set(json.loads(hist)) >= {"t", "workers", "servers", "last_seq"}
+
+
+def _workers_of(pid: int) -> list[int]:
+    """The daemon's worker processes (spawned children running ``spawn_main``)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
+                found.append(int(child))
+    return found
+
+
+def test_workers_run_nicer_than_the_daemon(daemon: DaemonProcess) -> None:
+    """So /status and the network process get the CPU first when it is short."""
+    workers = _workers_of(daemon.pid)
+    assert len(workers) == WORKERS
+    base = os.getpriority(os.PRIO_PROCESS, daemon.pid)
+    assert [os.getpriority(os.PRIO_PROCESS, w) for w in workers] == [min(19, base + WORKER_NICE)] * WORKERS
 
 
 def test_upload_through_the_page(daemon: DaemonProcess, browser: WebDriver, tmp_path: Path) -> None:
