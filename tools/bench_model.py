@@ -423,6 +423,7 @@ def run(
         "points": len(rows),
         "sweep_seconds": round(time.monotonic() - started, 1),
     }
+    summary["other_cpu_s_per_mb"] = round(other_cpu, 4)
     modelled = [r for r in rows if r["ratio"] != ""]
     summary["within_20_percent"] = sum(1 for r in modelled if 0.8 <= r["ratio"] <= 1.2)
     summary["modelled_points"] = len(modelled)

@@ -34,7 +34,8 @@ def run(out: Path, quick: bool = False, tahoe: bool | None = None) -> dict[str, 
     summary: dict[str, Any] = {"sweep": bench_model.run(out, quick=quick, tahoe_bin=tahoe_bin)}
     size = (8 if quick else 16) * MIB
     for mbit in (1000.0,) if quick else (100.0, 1000.0):
-        summary[f"timeline_{mbit:g}"] = timeline.run(out, 50.0, mbit, size)
+        other_cpu = summary["sweep"]["other_cpu_s_per_mb"]
+        summary[f"timeline_{mbit:g}"] = timeline.run(out, 50.0, mbit, size, other_cpu=other_cpu)
     summary["seconds"] = round(time.monotonic() - start, 1)
     summary["load_average"] = [round(x, 2) for x in os.getloadavg()]
     summary["cpu_count"] = os.cpu_count()

@@ -33,6 +33,7 @@ from typing import Any
 from tools.bench_model import (
     MIB,
     Point,
+    calibrate_other_cpu,
     encode_rate,
     key_pass_rate,
     measure,
@@ -196,8 +197,11 @@ def run(
     workers: int = 2,
     modes: Sequence[str] = ("stock", "default"),
     pipeline_depth: int | str = "auto",
+    other_cpu: float | None = None,
 ) -> dict[str, Any]:
-    """Trace one upload per mode; write the PNGs and ``timeline.json``; return the figures."""
+    """Trace one upload per mode; write the PNGs and ``timeline-<mbit>.json``; return the figures.
+    The model's inputs as in the sweep: encode and key-pass microbenchmarks, and ``other_cpu``
+    (CPU-s per MB outside the workers; None: a calibration upload measures it here)."""
     out.mkdir(parents=True, exist_ok=True)
     rate = bandwidth_mbit * 1e6 / 8 if bandwidth_mbit > 0 else None
     encode = encode_rate(MIB, k, n, 8 * MIB)
@@ -205,6 +209,8 @@ def run(
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="timeline-") as tmp:
         base = Path(tmp)
+        if other_cpu is None:
+            other_cpu = calibrate_other_cpu(base, k, n, workers, size)
         with servers(base, n, rtt_ms, bandwidth_mbit) as (procs, link):
             nurls = [nurl for _, nurl in procs]
             for mode in modes:
@@ -218,7 +224,7 @@ def run(
                 finally:
                     trace.stop()
                 figures = analyse(recorder.spans, sampler.samples, rate)
-                _, steady = predict(point, k, n, encode, key, size)
+                _, steady = predict(point, k, n, encode, key, size, other_cpu)
                 figures["measured_mb_per_s"] = round(size / got.seconds / 1e6, 2)
                 if rate:
                     figures["predicted_steady_link_use"] = round(steady * 1e6 * n / k / rate, 3)
