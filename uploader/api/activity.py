@@ -31,6 +31,8 @@ def work(kind: str, stage: str, bytes_done: int, size: int) -> tuple[int, int] |
     total = 2 * size
     if stage == "hashing":
         return min(bytes_done, size), total
+    if stage == "encoding":
+        return size, total
     if stage == "uploading":
         return size + min(bytes_done, size), total
     if stage == "done":
@@ -163,14 +165,18 @@ class Activity:
 
 def upload_progress(t: Transfer, size: int) -> Callable[[int], None]:
     """A progress callback for ``GridClient.upload``: it reports the convergent-key pass over the
-    file first, then the bytes whose shares were sent — stages "hashing", then "uploading"."""
+    file first, then the bytes whose shares were sent — stages "hashing", then "encoding" (the key
+    pass is done, no segment's shares are acknowledged yet: waiting for workers and servers), then
+    "uploading"."""
     seen = 0
 
     def progress(nbytes: int) -> None:
         nonlocal seen
         seen += nbytes
-        if seen <= size:
+        if seen < size:
             t.stage, t.bytes_done = "hashing", seen
+        elif seen == size:
+            t.stage, t.bytes_done = "encoding", 0
         else:
             t.stage, t.bytes_done = "uploading", min(seen - size, size)
 

@@ -23,6 +23,7 @@ def test_transfer_lifecycle_and_totals() -> None:
     progress(600)
     assert (t.stage, t.bytes_done) == ("hashing", 600)
     progress(400)
+    assert (t.stage, t.bytes_done) == ("encoding", 0)  # the key pass is done, no shares sent yet
     progress(250)
     assert (t.stage, t.bytes_done) == ("uploading", 250)
     clock.now += 2
@@ -71,6 +72,7 @@ def test_work_counts_both_passes_of_an_upload() -> None:
     assert work("upload", "hashing", 0, -1) is None  # size not known yet
     assert work("upload", "queued", 0, 100) == (0, 200)
     assert work("upload", "hashing", 50, 100) == (50, 200)
+    assert work("upload", "encoding", 0, 100) == (100, 200)
     assert work("upload", "uploading", 50, 100) == (150, 200)
     assert work("upload", "done", 100, 100) == (200, 200)
     assert work("download", "downloading", 30, 60) == (30, 60)

@@ -337,6 +337,7 @@ function followMine(transfers) {
   const t = [...transfers.active, ...transfers.recent].find((x) => x.tag === mine.tag);
   if (!t) return;
   const stages = { queued: "waiting for a free upload slot", hashing: "computing the key (first pass)",
+    encoding: "key computed; encoding the first segments",
     uploading: "encoding and sending shares", receiving: "receiving", done: "stored" };
   const fraction = t.progress === null || t.progress === undefined ? 0 : t.progress;
   const eta = t.eta_s === null || t.eta_s === undefined ? "" : ", about " + seconds(t.eta_s) + " left";
