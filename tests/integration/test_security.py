@@ -149,11 +149,11 @@ def test_the_web_api_listens_on_loopback_only_by_default(tmp_path: Path) -> None
         assert not any(line.startswith("api_listen") for line in config.read_text().splitlines())
         with DaemonProcess(config, tmp_path) as d:
             assert d.url == "http://127.0.0.1:3456"
-            listening = [
-                c.laddr
-                for c in psutil.Process(d.pid).net_connections("inet")
-                if c.status == psutil.CONN_LISTEN
-            ]
+            proc = psutil.Process(d.pid)
+            connections = (
+                getattr(proc, "net_connections", None) or proc.connections
+            )  # psutil < 6: connections
+            listening = [c.laddr for c in connections("inet") if c.status == psutil.CONN_LISTEN]
             assert listening and all(addr.ip == "127.0.0.1" for addr in listening), listening
             assert d.status() is not None
 
