@@ -77,7 +77,8 @@ rss-put: install
 faults: install
 	FAULT_RUNS=$${FAULT_RUNS:-30} $(PY) -m pytest tests/integration/test_upload_faults.py \
 		tests/integration/test_faults_uploader.py tests/integration/test_faults_workers.py \
-		tests/integration/test_faults_disk.py tests/integration/test_faults_network.py
+		tests/integration/test_faults_disk.py tests/integration/test_faults_network.py \
+		tests/integration/test_faults_servers.py
 
 # 100 concurrent uploads (~300 MB) through the daemon to 10 local servers, every cap checked.
 load: install
