@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from importlib import resources
 
 from uploader.api.request import ApiError
+from uploader.errors import LocalIOError
 
 INDEX = "index.html"
 CONTENT_TYPES = {
@@ -53,7 +54,9 @@ class Assets:
             etag = '"' + hashlib.sha256(body).hexdigest()[:20] + '"'
             self._assets[name] = Asset(name, body, CONTENT_TYPES[suffix], etag)
         if INDEX not in self._assets:
-            raise FileNotFoundError(f"the status page's {INDEX} is not installed beside {__name__}")
+            raise LocalIOError(
+                f"the status page's {INDEX} is not installed beside {__name__} (reinstall the package)"
+            )
 
     @property
     def names(self) -> list[str]:

@@ -8,6 +8,7 @@ import pytest
 
 from uploader.api.page import INDEX, Assets, not_modified
 from uploader.api.request import ApiError
+from uploader.errors import LocalIOError
 
 
 def test_the_packaged_page_references_only_files_it_has() -> None:
@@ -47,5 +48,5 @@ def test_assets_by_name_type_and_etag() -> None:
 
 
 def test_a_page_without_its_index_is_an_installation_error() -> None:
-    with pytest.raises(FileNotFoundError, match=r"index\.html"):
+    with pytest.raises(LocalIOError, match=r"index\.html"):
         Assets({"a.js": b"1"})
