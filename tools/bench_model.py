@@ -61,6 +61,7 @@ from workers.keys import ConvergentKeyHasher
 from workers.segment import encode_segment
 
 KIB, MIB = 1024, 1024 * 1024
+MIN_FREE_CORES = 0.25  # /proc/stat ticks are coarse; never model less than this
 TAHOE_SEGMENT = 128 * KIB  # Tahoe-LAFS's default max segment size (a client node cannot change it)
 COLUMNS = (
     "sweep",
@@ -84,6 +85,9 @@ COLUMNS = (
     "link_utilisation",
     "wire_utilisation",
     "predicted_steady_mb_per_s",
+    "free_cores",
+    "predicted_free_cores_mb_per_s",
+    "ratio_free_cores",
     "encode_mb_per_s",
     "key_pass_mb_per_s",
     "other_cpu_s_per_mb",
@@ -127,27 +131,29 @@ def sweep(quick: bool, tahoe: bool = False) -> list[Point]:
 
 
 def encode_rate(segment_size: int, k: int, n: int, total: int) -> float:
-    """One worker's plaintext MB/s through ``encode_segment`` (AES-CTR, erasure code, hashes)."""
+    """One worker's plaintext MB/s through ``encode_segment`` (AES-CTR, erasure code, hashes), per
+    CPU-second of this process (so other work on the machine does not slow the figure down)."""
     data = os.urandom(segment_size)
     key = os.urandom(16)
     count = max(total // segment_size, 4)
     encode_segment(data, key, 0, k, n)  # warm up (tables, imports)
-    start = time.perf_counter()
+    start = time.process_time()
     for i in range(count):
         encode_segment(data, key, i * segment_size, k, n)
-    return count * segment_size / (time.perf_counter() - start) / 1e6
+    return count * segment_size / (time.process_time() - start) / 1e6
 
 
 def key_pass_rate(segment_size: int, k: int, n: int, total: int) -> float:
-    """One worker's plaintext MB/s hashing for the convergent key (the upload's first pass)."""
+    """One worker's plaintext MB/s hashing for the convergent key (the upload's first pass), per
+    CPU-second."""
     g = Geometry.from_params(EncodingParams(k, n, segment_size), total)
     hasher = ConvergentKeyHasher.for_geometry(b"bench", g)
     data = os.urandom(MIB)
-    start = time.perf_counter()
+    start = time.process_time()
     for _ in range(max(total // MIB, 1)):
         hasher.update(data)
     hasher.key()
-    return max(total // MIB, 1) * MIB / (time.perf_counter() - start) / 1e6
+    return max(total // MIB, 1) * MIB / (time.process_time() - start) / 1e6
 
 
 @contextlib.contextmanager
@@ -202,6 +208,7 @@ class Measured:
     share_bytes: int
     resolved_depth: int | None = None
     wire_bytes: int | None = None
+    free_cores: float | None = None  # cores the rest of the machine left free during the upload
 
 
 def write_files(directory: Path, size: int, count: int) -> list[Path]:
@@ -214,6 +221,24 @@ def write_files(directory: Path, size: int, count: int) -> list[Path]:
     return paths
 
 
+def machine_busy_s() -> float:
+    """CPU-seconds the whole machine has spent busy (every core; /proc/stat's first line)."""
+    with open("/proc/stat") as fh:
+        ticks = [int(v) for v in fh.readline().split()[1:9]]
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # less idle and iowait
+
+
+def ours_busy_s(pids: Sequence[int]) -> float:
+    """CPU-seconds of this process and the live processes ``pids`` (workers, servers)."""
+    from tools.measure import process_cpu_s, self_cpu_s
+
+    total = self_cpu_s()
+    for pid in pids:
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            total += process_cpu_s(pid)
+    return total
+
+
 def measure(
     point: Point,
     nurls: Sequence[str],
@@ -222,24 +247,32 @@ def measure(
     k: int,
     n: int,
     link: ShapedLink | None = None,
+    server_pids: Sequence[int] = (),
 ) -> Measured:
     """Upload ``size`` fresh random bytes at ``point`` (split between ``point.uploads`` concurrent
-    uploads); wall time from the first upload's start to the last one's cap."""
+    uploads); wall time from the first upload's start to the last one's cap. Also the cores the
+    rest of the machine left free meanwhile: ``cores`` minus the CPU-seconds per second that
+    processes other than this one, its workers and ``server_pids`` spent (/proc/stat)."""
     files = write_files(directory, size, point.uploads)
     config = config_for(directory, nurls, point_settings(point, k, n))
 
     async def go() -> Measured:
         async with GridClient(config, max_uploads=point.uploads) as client:
+            pids = [*client.pool.worker_pids(), *server_pids]
             wire = link.tx_bytes() if link is not None else 0
+            machine, ours = machine_busy_s(), ours_busy_s(pids)
             start = time.monotonic()
             results = await asyncio.gather(*(client.upload(f) for f in files))
             seconds = time.monotonic() - start
+            others = (machine_busy_s() - machine) - (ours_busy_s(pids) - ours)
             wire = link.tx_bytes() - wire if link is not None else 0
+            cores = float(os.cpu_count() or 1)
             return Measured(
                 seconds,
                 sum(r.share_bytes_sent for r in results),
                 client.settings.pipeline_depth,
                 wire if link is not None else None,
+                max(MIN_FREE_CORES, min(cores, cores - others / seconds)),
             )
 
     try:
@@ -333,9 +366,17 @@ def model_depth(point: Point, k: int, n: int) -> int:
 
 
 def predict(
-    point: Point, k: int, n: int, rate: float, key_rate: float, size: int, other_cpu: float = 0.0
+    point: Point,
+    k: int,
+    n: int,
+    rate: float,
+    key_rate: float,
+    size: int,
+    other_cpu: float = 0.0,
+    cores: float | None = None,
 ) -> tuple[float, float]:
-    """(whole-upload MB/s, steady-state MB/s) the model predicts for ``point``."""
+    """(whole-upload MB/s, steady-state MB/s) the model predicts for ``point``, on ``cores``
+    (default: the machine's, when ``other_cpu`` is known)."""
     stock = point.mode == "stock"
     x = ModelInput(
         k=k,
@@ -350,7 +391,7 @@ def predict(
         window=1 if stock else Config.window,
         write_size=STOCK_WRITE_SIZE if stock else UploadSettings.write_size,
         key_pass_mb_per_s=key_rate,
-        cores=float(os.cpu_count() or 1) if other_cpu > 0 else math.inf,
+        cores=cores if cores is not None else float(os.cpu_count() or 1) if other_cpu > 0 else math.inf,
         other_cpu_s_per_mb=other_cpu,
     )
     return upload_mb_per_s(x, size, stock), predict_mb_per_s(x, stock)
@@ -403,7 +444,8 @@ def run(
                         if point.mode == "tahoe":
                             tries[point].append(tahoe_put(node, base, size))
                         else:
-                            tries[point].append(measure(point, nurls, base, size, k, n, link))
+                            pids = [pid for pid, _ in procs]
+                            tries[point].append(measure(point, nurls, base, size, k, n, link, pids))
         for point, got in tries.items():
             best = min(got, key=lambda m: m.seconds)
             row = _row(point, best, k, n, size, rates, key_rate, other_cpu)
@@ -467,6 +509,13 @@ def _row(
             "predicted_mb_per_s": round(predicted, 2),
             "ratio": round(measured / predicted, 3),
             "predicted_steady_mb_per_s": round(steady, 2),
+        }
+    if point.mode != "tahoe" and got.free_cores is not None:
+        free, _ = predict(point, k, n, rates[point.segment_size], key_rate, size, other_cpu, got.free_cores)
+        row |= {
+            "free_cores": round(got.free_cores, 2),
+            "predicted_free_cores_mb_per_s": round(free, 2),
+            "ratio_free_cores": round(measured / free, 3),
         }
     return row
 

@@ -57,8 +57,9 @@ def table(rows: Sequence[dict[str, Any]]) -> str:
     """The sweep as a Markdown table; ratios outside ±20% in bold."""
     head = (
         "| sweep | mode | RTT ms | link | depth (resolved) | segment | workers | uploads "
-        "| measured MB/s (slowest run) | predicted MB/s | measured/predicted | link use |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+        "| measured MB/s (slowest run) | predicted MB/s | measured/predicted | free cores | measured/predicted on them "
+        "| link use |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
     lines = []
     for r in rows:
@@ -74,9 +75,20 @@ def table(rows: Sequence[dict[str, Any]]) -> str:
         lines.append(
             f"| {r['sweep']} | {r['mode']} | {r['rtt_ms']:g} | {link} | {depth} | {_mib(r['segment_size'])} "
             f"| {r['workers']} | {r['uploads']} | {r['measured_mb_per_s']:.2f}{_slowest(r)} | {predicted} | {ratio_text} "
+            f"| {_num(r.get('free_cores', ''))} | {_ratio(r.get('ratio_free_cores', ''))} "
             f"| {_pct(r['link_utilisation'])} |"
         )
     return head + "\n".join(lines) + "\n"
+
+
+def _num(value: Any) -> str:
+    return f"{value:.2f}" if isinstance(value, float | int) else ""
+
+
+def _ratio(value: Any) -> str:
+    if not isinstance(value, float | int):
+        return ""
+    return f"{value:.2f}" if 0.8 <= value <= 1.2 else f"**{value:.2f}**"
 
 
 def _slowest(r: dict[str, Any]) -> str:
@@ -133,6 +145,23 @@ def findings(rows: Sequence[dict[str, Any]], summary: dict[str, Any]) -> str:
                 f"{_steady_use(stock):.1%}, whole upload {_whole_use(stock):.1%})."
             )
             out.append(text)
+    free = [r for r in modelled if isinstance(r.get("ratio_free_cores", ""), float | int)]
+    if free:
+        ok = sum(1 for r in free if 0.8 <= r["ratio_free_cores"] <= 1.2)
+        cores = [r["free_cores"] for r in free]
+        between = sum(
+            1
+            for r in free
+            if 0.8 * r["predicted_free_cores_mb_per_s"]
+            <= r["measured_mb_per_s"]
+            <= 1.2 * r["predicted_mb_per_s"]
+        )
+        out.append(
+            f"- **On the cores the rest of the machine left free** (measured from /proc/stat during each "
+            f"upload: {min(cores):.2f}–{max(cores):.2f} of {free[0].get('cores', '?')}), "
+            f"**{ok} of the {len(free)} points are within ±20%** of the same model; **{between} of "
+            f"{len(free)}** lie between the model on the free cores and the model on all cores (±20%)."
+        )
     same = [r for r in rows if all(r[key] == value for key, value in BASE_POINT.items())]
     if len(same) > 1:
         best = [r["measured_mb_per_s"] for r in same]

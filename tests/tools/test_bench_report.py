@@ -38,14 +38,18 @@ def test_table_marks_outliers_and_findings_count_them() -> None:
         _row(sweep="depth", pipeline_depth=128 * 1024, resolved_depth=128 * 1024, ratio=0.7, measured_mb_per_s=7.0),
         _row(sweep="tahoe", mode="tahoe", predicted_mb_per_s="", ratio="", resolved_depth=""),
     ]  # fmt: skip
+    rows[1] |= {"free_cores": 0.5, "ratio_free_cores": 0.95, "cores": 2, "predicted_free_cores_mb_per_s": 7.4}
     text = table(rows)
     assert "| **0.70** |" in text and "| 1.00 |" in text and "128 KiB (128 KiB)" in text
+    assert "| **0.70** | 0.50 | 0.95 |" in text
     assert len(text.strip().splitlines()) == 2 + 3
     summary = findings(rows, {"seconds": 1.0, "load_average": [1.0], "cpu_count": 2})
     assert (
         "1 of the 2 modelled points are within ±20%" in summary
         and "depth default depth 128 KiB (0.70)" in summary
     )
+    assert "(measured from /proc/stat during each upload: 0.50–0.50 of 2), **1 of the 1 points" in summary
+    assert "**1 of 1** lie between the model on the free cores and the model on all cores" in summary
 
 
 def test_findings_link_use_at_the_acceptance_point() -> None:
