@@ -484,7 +484,10 @@ class WorkerPool:
         except (asyncio.IncompleteReadError, ConnectionError, MessageError, PoolError) as exc:
             if not self._closed:
                 log.warning("worker %d (pid %s) lost: %s", w.index, w.process.pid, exc or type(exc).__name__)
-                await self._replace(w)
+                # Not awaited here: this task is referenced only by the dead worker, which the
+                # replacement drops, and a pending task nobody references can be garbage-collected
+                # mid-spawn (the pool then stayed a worker short for good).
+                self._background(self._replace(w))
 
     async def _replace(self, w: _Worker) -> None:
         if w.dead:
