@@ -12,6 +12,7 @@ rewritten from what it measured (the prose around them is not).
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import time
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from tools import bench_model, timeline
+from uploader.upload import STOCK_WRITE_SIZE
 
 REPO = Path(__file__).resolve().parent.parent
 DOCS = REPO / "docs" / "performance.md"
@@ -233,18 +235,37 @@ def timeline_table(summary: dict[str, Any]) -> str:
 
 
 def tahoe_table(rows: Sequence[dict[str, Any]]) -> str:
+    """Stock client, our stock mode and our default by RTT; for the two stop-and-wait clients, also
+    the formula's rate from their own RTT-0 rate: ``m·S / (m·S / rate₀ + RTT)``, with ``m·S``
+    the plaintext between waits (one 1 MB batch per share)."""
     sel = [r for r in rows if r["sweep"] == "tahoe"]
     if not sel:
         return "(not measured in this run: `python -m tools.bench_model --tahoe`)\n"
-    head = "| RTT ms | stock Tahoe 1.20 client (128 KiB) | our stock mode (128 KiB) | our default (1 MiB) |\n"
-    head += "|---|---|---|---|\n"
+    head = (
+        "| RTT ms | stock Tahoe 1.20 client (128 KiB) | formula from its RTT-0 rate | our stock mode (128 KiB) "
+        "| formula from its RTT-0 rate | our default (1 MiB) |\n|---|---|---|---|---|---|\n"
+    )
+    rate0 = {m: r["measured_mb_per_s"] for r in sel if r["rtt_ms"] == 0 for m in [r["mode"]]}
     lines = []
     for rtt in sorted({r["rtt_ms"] for r in sel}):
-        by = {r["mode"]: r["measured_mb_per_s"] for r in sel if r["rtt_ms"] == rtt}
-        lines.append(
-            f"| {rtt:g} | {by.get('tahoe', 0):.2f} MB/s | {by.get('stock', 0):.2f} MB/s | {by.get('default', 0):.2f} MB/s |"
-        )
+        by = {r["mode"]: r for r in sel if r["rtt_ms"] == rtt}
+        cells = [f"{rtt:g}"]
+        for mode in ("tahoe", "stock", "default"):
+            r = by.get(mode)
+            cells.append(f"{r['measured_mb_per_s']:.2f} MB/s" if r else "")
+            if mode != "default":
+                cells.append(_formula(r, rate0.get(mode)) if r else "")
+        lines.append("| " + " | ".join(cells) + " |")
     return head + "\n".join(lines) + "\n"
+
+
+def _formula(r: dict[str, Any], rate0: float | None) -> str:
+    if not rate0:
+        return ""
+    block = math.ceil(r["segment_size"] / r["k"])
+    batch = math.ceil(STOCK_WRITE_SIZE / block) * r["segment_size"] / 1e6  # MB of plaintext per wait
+    predicted = batch / (batch / rate0 + r["rtt_ms"] / 1000)
+    return f"{predicted:.2f} ({r['measured_mb_per_s'] / predicted:.2f})"
 
 
 def sections(out: Path, summary: dict[str, Any]) -> dict[str, str]:

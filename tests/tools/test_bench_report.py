@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tools.bench_report import findings, table, update_doc
+from tools.bench_report import findings, table, tahoe_table, update_doc
 
 MIB = 1024 * 1024
 
@@ -74,3 +74,16 @@ def test_findings_report_the_spread_of_identical_settings() -> None:
     assert "appear in 2 sweeps of this run: their best runs measured 30.0–80.0 MB/s" in text
     assert "single runs down to 20.0 MB/s" in text
     assert "| 80.00 (40.00) |" in table(rows)
+
+
+def test_tahoe_table_checks_stop_and_wait_against_the_rtt0_rate() -> None:
+    # 128 KiB segments, k=3: 23 segments (3.014656 MB) per 1 MB batch; 30.14656 MB/s at RTT 0 is
+    # 0.1 s per batch, so 50 ms more per batch gives 3.014656 / 0.15 = 20.10 MB/s
+    common = {"sweep": "tahoe", "segment_size": 131072, "predicted_mb_per_s": "", "ratio": ""}
+    rows = [
+        _row(**common, mode="tahoe", rtt_ms=0.0, measured_mb_per_s=30.14656),
+        _row(**common, mode="tahoe", rtt_ms=50.0, measured_mb_per_s=20.1),
+    ]
+    text = tahoe_table(rows)
+    assert "| 50 | 20.10 MB/s | 20.10 (1.00) |" in text
+    assert "not measured" in tahoe_table([_row()])
