@@ -244,7 +244,9 @@ def _read_toml(path: Path) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"configuration file {path} is not valid TOML: {exc}") from None
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"configuration file {path} is not UTF-8 text (byte {exc.start}): expected TOML") from None
+        raise ConfigError(
+            f"configuration file {path} is not UTF-8 text (byte {exc.start}): expected TOML"
+        ) from None
 
 
 def _parse(key: str, raw: Any, where: str) -> Any:
