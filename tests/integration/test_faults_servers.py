@@ -82,7 +82,9 @@ def test_servers_killed_between_allocation_and_their_first_block(tmp_path: Path)
         _, ref_shares = reference.encode(path.read_bytes(), PARAMS, secret)
         shares = shares_on_disk(grid.dir, cap.storage_index)
         assert all(raw == ref_shares[s] for s, raw in shares.items())
-        assert len(shares) == 8 and reference.decode(cap, shares) == path.read_bytes()
+        # 8 shares, or more: a victim killed before its allocate was answered counts as refused,
+        # and placement gives its share to another server
+        assert len(shares) >= 8 and reference.decode(cap, shares) == path.read_bytes()
         grid.start()  # the victims come back and clean their incoming areas
         assert set(incoming(grid, cap.storage_index)) == set()
         assert not set(victims) & {
