@@ -74,6 +74,8 @@ class Proxy:
         self._tasks.add(task)
         try:
             await self._forward(reader, writer)
+        except asyncio.CancelledError:
+            pass  # stop(): end quietly (asyncio logs a cancelled connection callback as an error)
         finally:
             self._tasks.discard(task)
 
