@@ -30,6 +30,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO
+from tests.helpers.faults import download_matches
 from tests.helpers.grid import servers_holding, share_files, shares_on_disk
 from tests.helpers.localgrid import LocalGrid
 from tests.integration.test_upload_faults import blocks_written, incoming
@@ -146,6 +147,7 @@ def test_a_full_server_gets_no_share_and_its_share_is_placed_elsewhere(tmp_path:
                     assert str(result.cap) == str(cap)
 
             asyncio.run(main())
+            assert download_matches(grid.config(), cap, path, tmp_path / "got")  # our get: bit-exact
             holding = servers_holding(grid.dir, cap.storage_index)
             assert "server-04" not in holding and len(holding) == 9
             shares = shares_on_disk(grid.dir, cap.storage_index)
@@ -249,6 +251,7 @@ def test_a_disk_that_fills_mid_upload(tmp_path: Path) -> None:
             print(seen)
             assert 0 < seen["written"] < g.num_segments  # the fill landed mid-transfer of its share
             assert got == str(cap)
+            assert download_matches(grid.config(), cap, path, tmp_path / "got")  # our get: bit-exact
             _, ref_shares = reference.encode(path.read_bytes(), PARAMS, secret)
             shares = shares_on_disk(grid.dir, cap.storage_index)
             assert all(raw == ref_shares[s] for s, raw in shares.items())

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.faults import download_matches
 from tests.helpers.grid import servers_holding, share_files, shares_on_disk
 from tests.helpers.localgrid import LocalGrid
 from tests.helpers.proxy import Proxy
@@ -142,6 +143,7 @@ def test_a_server_stalled_mid_upload_is_dropped_and_the_upload_completes(tmp_pat
             staller.assert_mid_transfer()
             assert proxy.connections >= 2  # the client tried it again before dropping it
         assert str(result.cap) == str(cap)
+        assert download_matches(grid.config(), cap, path, tmp_path / "got")  # our get: bit-exact
         holding = servers_holding(grid.dir, cap.storage_index)
         assert victim not in holding  # its share never looks complete
         assert f"127.0.0.1:{proxy.port}" not in result.servers
@@ -181,5 +183,6 @@ def test_a_slow_server_delays_but_loses_nothing(tmp_path: Path) -> None:
             share_size = expected_layout(Geometry.from_params(PARAMS, cap.size)).share_size
             assert proxy.forwarded >= share_size  # its whole share went through the slow link
         assert str(result.cap) == str(cap)
+        assert download_matches(grid.config(), cap, path, tmp_path / "got")  # our get: bit-exact
         shares = check_complete_shares_are_right(grid, cap, path, secret)
         assert set(shares) == set(range(10)) and slow in servers_holding(grid.dir, cap.storage_index)

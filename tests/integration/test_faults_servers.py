@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.faults import download_matches
 from tests.helpers.grid import servers_holding, share_files, shares_on_disk
 from tests.helpers.localgrid import LocalGrid
 from tests.integration.test_upload_faults import blocks_written, incoming
@@ -77,6 +78,7 @@ def test_servers_killed_between_allocation_and_their_first_block(tmp_path: Path)
         # placed, and (polls permitting: usually 0) far from all of its blocks written
         assert all(n < g.num_segments for n in killed.values())
         assert got == str(cap)
+        assert download_matches(grid.config(), cap, path, tmp_path / "got")  # our get: bit-exact
         holding = servers_holding(grid.dir, cap.storage_index)
         assert not set(victims) & set(holding)
         _, ref_shares = reference.encode(path.read_bytes(), PARAMS, secret)

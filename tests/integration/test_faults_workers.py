@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.faults import download_matches
 from tests.helpers.grid import shares_on_disk
 from tests.helpers.localgrid import LocalGrid
 from uploader.chk import reference
@@ -122,6 +123,7 @@ def test_workers_killed_mid_upload_the_cap_is_right(
         assert restarts >= len(killer.kills)
         assert live == 2
         assert cap == str(expected)
+        assert download_matches(grid.config(), expected, path, tmp_path / "got")  # our get: bit-exact
         assert killer.progress == 2 * size  # the key pass, then every segment once
         data = path.read_bytes()
         _, ref_shares = reference.encode(data, PARAMS, secret)
