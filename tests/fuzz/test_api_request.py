@@ -64,3 +64,11 @@ def test_content_lengths_give_a_size_or_api_error(value: str | None, chunked: bo
 @given(st.integers(100, 599), st.one_of(st.none(), texts))
 def test_exit_code_headers_give_a_code(status: int, header: str | None) -> None:
     assert 1 <= r.exit_code_for(status, header) <= 125
+
+
+@given(st.one_of(st.none(), texts))
+def test_upload_tags_and_display_names_are_checked(value: str | None) -> None:
+    with contextlib.suppress(r.ApiError):
+        r.upload_tag(value)
+    name = r.display_name(value)
+    assert name is None or (0 < len(name) <= 120 and "/" not in name and name.isprintable())
