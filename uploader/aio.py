@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
@@ -14,4 +15,5 @@ T = TypeVar("T")
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
     tune_malloc()
+    gc.freeze()  # modules and start-up state live as long as the process: keep them out of collections
     return uvloop.run(coro)

@@ -9,6 +9,7 @@ and — through PR_SET_PDEATHSIG — the moment its parent dies, even mid-job.
 from __future__ import annotations
 
 import ctypes
+import gc
 import os
 import signal
 import socket
@@ -90,6 +91,10 @@ def worker_main(sock: socket.socket, parent_pid: int, backend: str = "zfec") -> 
     arena = receive_arena(sock)
     try:
         chosen = erasure.configure(backend)
+        # Everything imported so far lives as long as the process: move it out of the collector's
+        # reach, so that the collections the jobs' allocations trigger scan only the jobs' objects
+        # (before this, ~9% of a downloading worker's samples were the collector walking modules).
+        gc.freeze()
         serve(sock, arena, chosen.name)
     except erasure.ErasureBackendError as exc:
         print(f"uploader worker {os.getpid()}: {exc}", file=sys.stderr, flush=True)
