@@ -198,6 +198,21 @@ async def put_all(url: str, paths: list[Path], concurrency: int) -> list[tuple[s
     return list(await asyncio.gather(*(one(p) for p in paths)))
 
 
+def drop_complete_shares(grid_dir: Path) -> int:
+    """Delete the complete shares every server of ``grid_dir`` holds (never ``incoming``); return bytes freed.
+
+    A round leaves ~3.3× its bytes in shares; a 30-minute soak keeps only the current round's, so
+    it needs disk for one round, not for all of them (it filled a 45 GB disk otherwise). Called
+    between rounds, when no upload is in progress; the servers read shares from disk on demand."""
+    freed = 0
+    for prefix in grid_dir.glob("server-*/storage/shares/*"):
+        if prefix.name == "incoming" or not prefix.is_dir():
+            continue
+        freed += sum(f.stat().st_size for f in prefix.rglob("*") if f.is_file())
+        shutil.rmtree(prefix, ignore_errors=True)
+    return freed
+
+
 def run_round(
     index: int,
     url: str,
@@ -284,6 +299,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="write load-<stamp>.log and .json here")
     parser.add_argument("--label", default="load", help="file name prefix under --out")
     parser.add_argument("--json", action="store_true", help="print the result as one JSON line")
+    parser.add_argument(
+        "--keep-shares",
+        action="store_true",
+        help="keep every round's shares on the servers (default: delete them after each round's checks)",
+    )
     args = parser.parse_args(argv)
     rng = random.Random(args.seed)
     with tempfile.TemporaryDirectory(prefix="uploader-load-") as tmp:
@@ -345,6 +365,8 @@ def main(argv: list[str] | None = None) -> int:
                 log.write(f"# tools.load {' '.join(argv if argv is not None else sys.argv[1:])}\n")
                 while True:
                     rounds.append(run_round(len(rounds), url, work, rng, args, secret, sampler, log))
+                    if not args.keep_shares:
+                        drop_complete_shares(grid_dir)
                     if time.monotonic() - start >= args.duration:
                         break
             elapsed = time.monotonic() - start
