@@ -11,23 +11,17 @@ import socket
 import subprocess
 import sys
 import time
-import tomllib
 import uuid
 from pathlib import Path
 from typing import Any
 
 from tests.conftest import REPO
+from tools.load import write_daemon_config
 
 
 def write_config(grid_toml: Path, path: Path, **overrides: Any) -> Path:
     """The grid's client configuration with ``overrides`` (e.g. api_listen, workers) as TOML."""
-    table = tomllib.loads(grid_toml.read_text())
-    servers = table.pop("servers", [])
-    table.update(overrides)
-    lines = [f"{k} = {json.dumps(str(v) if isinstance(v, Path) else v)}" for k, v in table.items()]
-    for s in servers:
-        lines += ["", "[[servers]]", *(f"{k} = {json.dumps(v)}" for k, v in s.items())]
-    path.write_text("\n".join(lines) + "\n")
+    write_daemon_config(grid_toml, path, overrides)
     return path
 
 
