@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from tools.bench_upload import _grid, _write_file
-from tools.measure import children_cpu_s, process_cpu_s
+from tools.measure import children_cpu_s, process_cpu_s, same_bytes
 from uploader import aio
 from uploader.chk.caps import ChkCap
 from uploader.config import load_config
@@ -91,16 +91,6 @@ def _cli_get(grid: Path, cap: ChkCap, out: Path) -> float:
     return round(cap.size / (time.perf_counter() - start) / 1e6, 1)
 
 
-def _same(a: Path, b: Path) -> bool:
-    with a.open("rb") as fa, b.open("rb") as fb:
-        while True:
-            x, y = fa.read(8 << 20), fb.read(8 << 20)
-            if x != y:
-                return False
-            if not x:
-                return True
-
-
 def run(sizes: list[int] | None = None, quick: bool = False, stock: bool = True) -> dict[str, Any]:
     sizes = sizes or ([16 * 2**20] if quick else [256 * 2**20, 2**30])
     results: dict[str, Any] = {}
@@ -118,7 +108,7 @@ def run(sizes: list[int] | None = None, quick: bool = False, stock: bool = True)
                 cap = aio.run(_upload(grid, path))
                 _warm(grid, cap)
                 row: dict[str, Any] = aio.run(_download(grid, cap, out, pids))
-                row["verified_equal"] = _same(path, out)
+                row["verified_equal"] = same_bytes(path, out)
                 out.unlink()
                 row["get_cli_mb_per_s"] = _cli_get(grid, cap, out)
                 out.unlink()
@@ -166,7 +156,7 @@ def _stock_get(
     return {
         "stock_tahoe_get_mb_per_s": got["mb_per_s"],
         "stock_tahoe_cpu_s_per_gb": round(cpu / gb, 2),
-        "stock_tahoe_verified_equal": _same(source, out),
+        "stock_tahoe_verified_equal": same_bytes(source, out),
     }
 
 

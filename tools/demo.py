@@ -17,6 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from tools.measure import same_bytes
 from uploader.chk.caps import ChkCap, parse_cap
 
 REPO = Path(__file__).resolve().parent.parent
@@ -24,16 +25,6 @@ REPO = Path(__file__).resolve().parent.parent
 
 def _uploader(*args: str, **kw: object) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "uploader", *args], cwd=REPO, text=True, **kw)  # type: ignore[call-overload, no-any-return]
-
-
-def same_bytes(a: Path, b: Path) -> bool:
-    with a.open("rb") as fa, b.open("rb") as fb:
-        while True:
-            x, y = fa.read(8 << 20), fb.read(8 << 20)
-            if x != y:
-                return False
-            if not x:
-                return True
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -38,6 +38,7 @@ from typing import Any, TextIO
 
 import psutil
 
+from tools.measure import same_bytes
 from uploader import daemonclient
 from uploader.daemon import MAX_UPLOADS
 from uploader.encoding import encode_file_inline, slot_size_for
@@ -170,16 +171,6 @@ def memory_bound(window: int, workers: int) -> int:
     fixed 250 MiB allowance per process (interpreter, libraries, request buffers) — not the files."""
     slots = window * MAX_UPLOADS + 2 * workers
     return slots * slot_size_for(EncodingParams(3, 10, 1 << 20)) + (1 + workers) * 250 * 2**20
-
-
-def same_bytes(a: Path, b: Path) -> bool:
-    with a.open("rb") as fa, b.open("rb") as fb:
-        while True:
-            x, y = fa.read(4 << 20), fb.read(4 << 20)
-            if x != y:
-                return False
-            if not x:
-                return True
 
 
 async def put_all(url: str, paths: list[Path], concurrency: int) -> list[tuple[str | None, str, float]]:
