@@ -274,6 +274,7 @@ class StockStorageNode(_Node):
     def wait_ready(self, timeout_s: float = START_TIMEOUT_S) -> StockStorageNode:
         """Wait until the node announces a permutation seed and answers a GBS version request."""
         deadline = time.monotonic() + timeout_s
+        last = "its node directory has no storage.furl and permutation-seed yet"
         while True:
             if (self.dir / "private" / "storage.furl").exists() and (self.dir / "permutation-seed").exists():
                 try:
@@ -286,9 +287,9 @@ class StockStorageNode(_Node):
                     UploaderError,
                     NurlError,
                     StockTahoeError,
-                ):
-                    pass
-            self._check_alive(deadline, timeout_s, "GBS version answer")
+                ) as exc:
+                    last = f"the last probe of port {self._port} failed: {type(exc).__name__}: {exc}"
+            self._check_alive(deadline, timeout_s, f"GBS version answer ({last})")
             time.sleep(0.1)
 
     # -- identity, rebuilt from the node directory (GBS spec A.5) ---------------------------------

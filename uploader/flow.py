@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Callable
 
 from uploader.supervisor import EncodeResult
@@ -40,12 +41,17 @@ class SegmentHold:
 
 
 class Budget:
-    """Bytes in flight to one server; a write larger than the whole budget waits for all of it."""
+    """Bytes in flight to one server, granted first come, first served; a write larger than the
+    whole budget waits until nothing else is in flight.
+
+    ``release`` is synchronous, so it can run from a task's done-callback: a write task cancelled
+    before it ever ran still gives its bytes back (a budget that leaks stalls every later upload
+    to that server for good)."""
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self.free = capacity
-        self._cond = asyncio.Condition()
+        self._waiters: deque[tuple[int, asyncio.Future[None]]] = deque()
         # Cumulative, across the uploads sharing this server, for the status page.
         self.bytes_sent = 0  # bytes of writes the server acknowledged
         self.writes = 0  # acknowledged writes
@@ -62,11 +68,25 @@ class Budget:
     def in_flight(self) -> int:
         return self.capacity - self.free
 
+    def _fits(self, n: int) -> bool:
+        return self.free >= min(n, self.capacity)  # capacity may have shrunk since n was capped
+
     async def acquire(self, n: int) -> int:
+        """Take ``n`` bytes (at most the capacity); returns what was taken, for ``release``."""
         n = min(n, self.capacity)
-        async with self._cond:
-            await self._cond.wait_for(lambda: self.free >= n)
+        if not self._waiters and self._fits(n):
             self.free -= n
+            return n
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append((n, fut))
+        try:
+            await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():
+                self.release(n)  # granted just as we were cancelled: give it back
+            else:
+                self._grant()  # we may have been the head of the queue
+            raise
         return n
 
     @property
@@ -75,15 +95,25 @@ class Budget:
 
     async def resize(self, capacity: int) -> None:
         """A new capacity (a reloaded ``pipeline_depth``); bytes in flight stay counted."""
-        async with self._cond:
-            self.free += capacity - self.capacity
-            self.capacity = capacity
-            self._cond.notify_all()
+        self.free += capacity - self.capacity
+        self.capacity = capacity
+        self._grant()
 
-    async def release(self, n: int) -> None:
-        async with self._cond:
-            self.free += n
-            self._cond.notify_all()
+    def release(self, n: int) -> None:
+        self.free += n
+        self._grant()
+
+    def _grant(self) -> None:
+        while self._waiters:
+            n, fut = self._waiters[0]
+            if fut.done():  # cancelled while waiting
+                self._waiters.popleft()
+            elif self._fits(n):
+                self._waiters.popleft()
+                self.free -= n
+                fut.set_result(None)
+            else:
+                break
 
 
 class KeyedLocks:

@@ -757,52 +757,56 @@ class Upload:
             for h in holds:
                 h.drop()
             raise
-        task = asyncio.create_task(self._write(bucket, offset, buffers, holds, taken))
+        task = asyncio.create_task(self._write(bucket, offset, buffers))
         self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        budget = bucket.link.budget
+
+        def done(task: asyncio.Task[None]) -> None:
+            # Here, not in _write's `finally`: a task cancelled before it first ran never enters
+            # its body, and its bytes and blocks must come back all the same.
+            self.tasks.discard(task)
+            budget.release(taken)
+            for h in holds:
+                h.drop()
+
+        task.add_done_callback(done)
 
     async def _write(
         self,
         bucket: _Bucket,
         offset: int,
         buffers: list[memoryview | bytes],
-        holds: list[SegmentHold],
-        taken: int,
     ) -> None:
+        """One write, retried; the caller's done-callback gives back its budget and blocks."""
         link = bucket.link
         started = time.monotonic()
-        try:
-            for attempt, delay in enumerate((*RETRY_DELAYS_S, None)):
-                if not bucket.live:
-                    return
-                try:
-                    asked = time.monotonic()
-                    required = await link.client.write(
-                        self.storage_index, bucket.shnum, offset, buffers, link.upload_secret
-                    )
-                except ServerError as exc:
-                    link.budget.failures += 1
-                    if attempt and getattr(exc, "status", None) == 404 and await self._completed(bucket):
-                        bucket.complete = True  # an earlier, timed-out try did complete it
-                        return
-                    if exc.retryable and delay is not None:
-                        log.info(
-                            "write to %s failed (%s); retry %d in %.1f s", link.name, exc, attempt + 1, delay
-                        )
-                        await asyncio.sleep(delay)
-                        continue
-                    self._lose(bucket, exc)
-                    return
-                self.share_bytes_sent += sum(len(b) for b in buffers)
-                link.budget.record(sum(len(b) for b in buffers), time.monotonic() - asked)
-                trace.write(link.name, started, time.monotonic(), sum(len(b) for b in buffers))
-                if not required:
-                    bucket.complete = True
+        for attempt, delay in enumerate((*RETRY_DELAYS_S, None)):
+            if not bucket.live:
                 return
-        finally:
-            await link.budget.release(taken)
-            for h in holds:
-                h.drop()
+            try:
+                asked = time.monotonic()
+                required = await link.client.write(
+                    self.storage_index, bucket.shnum, offset, buffers, link.upload_secret
+                )
+            except ServerError as exc:
+                link.budget.failures += 1
+                if attempt and getattr(exc, "status", None) == 404 and await self._completed(bucket):
+                    bucket.complete = True  # an earlier, timed-out try did complete it
+                    return
+                if exc.retryable and delay is not None:
+                    log.info(
+                        "write to %s failed (%s); retry %d in %.1f s", link.name, exc, attempt + 1, delay
+                    )
+                    await asyncio.sleep(delay)
+                    continue
+                self._lose(bucket, exc)
+                return
+            self.share_bytes_sent += sum(len(b) for b in buffers)
+            link.budget.record(sum(len(b) for b in buffers), time.monotonic() - asked)
+            trace.write(link.name, started, time.monotonic(), sum(len(b) for b in buffers))
+            if not required:
+                bucket.complete = True
+            return
 
     async def _completed(self, bucket: _Bucket) -> bool:
         try:

@@ -18,7 +18,7 @@ def test_budget_bounds_bytes_in_flight() -> None:
             events.append(f"start {name}")
             await asyncio.sleep(hold_s)
             events.append(f"end {name}")
-            await budget.release(taken)
+            budget.release(taken)
 
         await asyncio.gather(write("a", 60, 0.02), write("b", 60, 0.0), write("huge", 500, 0.0))
         assert budget.idle
@@ -35,7 +35,7 @@ def test_budget_counts_bytes_in_flight_and_acknowledged_writes() -> None:
         taken = await budget.acquire(70)
         assert budget.in_flight == 70
         budget.record(70, 0.25)
-        await budget.release(taken)
+        budget.release(taken)
         budget.failures += 1  # a failed attempt is counted by the writer
         budget.record(30, 0.05)
         return budget
@@ -77,3 +77,39 @@ def test_segment_hold_releases_its_slot_after_the_last_write() -> None:
     assert list(slots.free) == [] and done == []
     hold.drop()
     assert list(slots.free) == [7] and done == [4]
+
+
+def test_budget_grants_in_order_and_a_cancelled_waiter_blocks_nobody() -> None:
+    async def main() -> None:
+        budget = Budget(100)
+        first = await budget.acquire(90)
+        big = asyncio.create_task(budget.acquire(80))
+        small = asyncio.create_task(budget.acquire(20))
+        await asyncio.sleep(0)
+        assert not big.done() and not small.done()  # small fits, but waits its turn behind big
+        big.cancel()
+        await asyncio.sleep(0)
+        assert not small.done() and budget.in_flight == 90  # 20 more does not fit yet
+        budget.release(first)
+        await asyncio.sleep(0)
+        assert small.done() and budget.in_flight == 20
+        budget.release(await small)
+        assert budget.idle
+
+    asyncio.run(main())
+
+
+def test_budget_shrunk_below_a_waiting_write_still_serves_it() -> None:
+    async def main() -> None:
+        budget = Budget(100)
+        taken = await budget.acquire(50)
+        waiter = asyncio.create_task(budget.acquire(100))
+        await asyncio.sleep(0)
+        await budget.resize(40)  # now smaller than what the waiter was capped to
+        assert not waiter.done() and budget.in_flight == 50
+        budget.release(taken)
+        got = await asyncio.wait_for(waiter, 1)  # nothing else in flight: it goes
+        budget.release(got)
+        assert budget.idle and budget.capacity == 40
+
+    asyncio.run(main())
