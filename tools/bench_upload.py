@@ -11,6 +11,8 @@
 | ``servers_cpu_s_per_gb`` | all 10 storage servers' CPU-s per GB, together |
 | ``compute_only_mb_per_s`` | the ``cap`` pipeline on the same pool: the same encoding, no network |
 | ``stock_tahoe_put_mb_per_s`` | stock Tahoe-LAFS 1.20's ``tahoe put`` of the same file to the same servers |
+| ``4_concurrent`` | 4 files of a quarter of the first size, uploaded at once on one client, against one upload |
+| ``4_concurrent_same_size`` | 4 files of the first size at once, against one upload of that size (not with ``--quick``) |
 
 Everything runs on the same machine at the same time of day, so ratios are what to compare.
 """
@@ -21,6 +23,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -94,6 +97,12 @@ async def _concurrent(config_path: Path, paths: list[Path]) -> float:
     return sum(p.stat().st_size for p in paths) / wall / 1e6
 
 
+def _wipe_shares(grid: Path) -> None:
+    """Delete the servers' shares (complete and in progress), so each upload sends everything."""
+    for shares in grid.glob("server-*/shares"):
+        shutil.rmtree(shares)
+
+
 def run(sizes: list[int] | None = None, quick: bool = False, stock: bool = True) -> dict[str, Any]:
     sizes = sizes or ([16 * 2**20] if quick else [256 * 2**20, 2**30])
     results: dict[str, Any] = {}
@@ -114,19 +123,26 @@ def run(sizes: list[int] | None = None, quick: bool = False, stock: bool = True)
                         )
                 results[f"{size / 2**20:.0f}MiB"] = row
                 path.unlink()
-            # Many uploads at once share one pool: 4 files of a quarter size each, together.
-            quarter = sizes[0] // 4
-            paths = [Path(tmp) / f"part-{i}" for i in range(4)]
-            for p in paths:
-                _write_file(p, quarter)
-            together = aio.run(_concurrent(grid / "uploader.toml", paths))
+            # Many uploads at once share one pool, read two ways against one upload of sizes[0]:
+            # 4 files of a quarter size (the same bytes in all: each file's fixed costs count 4x),
+            # and 4 files of the same size (4 uploads like the one, at once).
             first = results[f"{sizes[0] / 2**20:.0f}MiB"]["put_mb_per_s"]
-            results["4_concurrent"] = {
-                "files": 4,
-                "file_mb": round(quarter / 1e6, 1),
-                "aggregate_mb_per_s": round(together, 1),
-                "vs_one_upload": round(together / first, 2),
-            }
+            for key, each in (("4_concurrent", sizes[0] // 4), ("4_concurrent_same_size", sizes[0])):
+                if each != sizes[0] // 4 and quick:
+                    continue
+                paths = [Path(tmp) / f"part-{i}" for i in range(4)]
+                for p in paths:
+                    _write_file(p, each)
+                _wipe_shares(grid)
+                together = aio.run(_concurrent(grid / "uploader.toml", paths))
+                for p in paths:
+                    p.unlink()
+                results[key] = {
+                    "files": 4,
+                    "file_mb": round(each / 1e6, 1),
+                    "aggregate_mb_per_s": round(together, 1),
+                    "vs_one_upload": round(together / first, 2),
+                }
         finally:
             _grid("stop", "--dir", str(grid))
     return results
