@@ -25,6 +25,7 @@ from uploader.flow import Budget, KeyedLocks
 from uploader.gbs import StorageClient
 from uploader.gbs.errors import ServerError
 from uploader.journal import JournalDir, JournalHandle, JournalRecord
+from uploader.prespawn import Spawned
 from uploader.secrets import convergence_secret, lease_secret
 from uploader.supervisor import WorkerPool
 from uploader.upload import Upload, UploadResult, UploadSettings
@@ -49,7 +50,10 @@ class GridClient:
         journal_owner: str = "put",
         suspend_on_cancel: bool = False,
         worker_nice: int = 0,
+        early_workers: list[Spawned] | None = None,
     ) -> None:
+        """``early_workers``: started by ``uploader.prespawn.prespawn`` before this client existed;
+        the pool adopts them (the caller discards any left over)."""
         if not config.servers:
             raise ConfigError(
                 "no storage servers configured: start a local grid with `python -m uploader grid start --dir DIR`, "
@@ -70,6 +74,7 @@ class GridClient:
             slot_size=slot_size_for(self.params),
             backend=config.erasure_backend,
             nice=worker_nice,
+            early=early_workers,
         )
         self.clients: list[StorageClient] = []
         self.secret = convergence_secret(config)

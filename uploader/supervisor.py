@@ -18,7 +18,6 @@ import contextlib
 import dataclasses
 import itertools
 import logging
-import multiprocessing
 import os
 import signal
 import socket
@@ -30,9 +29,10 @@ from typing import Any
 
 from uploader import trace
 from uploader.errors import UploaderError
+from uploader.prespawn import Spawned, start_worker
 from workers import erasure
 from workers.errors import MessageError
-from workers.main import send_arena, worker_main
+from workers.main import send_arena
 from workers.messages import (
     FRAME_HEADER,
     MAX_FRAME,
@@ -197,6 +197,7 @@ class WorkerPool:
         job_timeout_s: float = 30.0,
         backend: str = "auto",
         nice: int = 0,
+        early: list[Spawned] | None = None,
     ) -> None:
         if workers < 1:
             raise ValueError("a pool needs at least one worker")
@@ -216,7 +217,9 @@ class WorkerPool:
         self._ids = itertools.count(1)
         self._closed = False
         self._watchdog: asyncio.Task[None] | None = None
-        self._ctx = multiprocessing.get_context("spawn")
+        # Workers started by uploader.prespawn before the pool existed, adopted by start() (the
+        # caller keeps the list and discards what is left in it, should the start never come).
+        self._early = early if early is not None else []
         self._index = itertools.count()
         self.restarts = 0
         self._spawning = 0
@@ -265,18 +268,11 @@ class WorkerPool:
         return [w.process.pid for w in self._workers if not w.dead and not w.retiring]
 
     async def _spawn(self) -> None:
-        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        proc = self._ctx.Process(
-            target=worker_main,
-            args=(child, os.getpid(), self.erasure.name if self.erasure else "zfec"),
-            daemon=True,
-            name="uploader-worker",
-        )
-        proc.start()
-        child.close()
-        if self.nice and proc.pid is not None:
-            niceness = min(19, os.getpriority(os.PRIO_PROCESS, 0) + self.nice)
-            os.setpriority(os.PRIO_PROCESS, proc.pid, niceness)
+        if self._early:  # started by prespawn() before the caller's imports: adopt it
+            spawned = self._early.pop(0)
+        else:
+            spawned = start_worker(self.erasure.name if self.erasure else "zfec", self.nice)
+        proc, parent = spawned.process, spawned.sock
         if self._arena is not None:
             send_arena(parent, self._arena)
         else:

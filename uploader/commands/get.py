@@ -13,17 +13,21 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from uploader import aio, daemonclient
 from uploader.chk.caps import CapError, ChkCap, LitCap, parse_read_cap
 from uploader.cli import add_config_flags, report_error
 from uploader.config import Config
-from uploader.download import DownloadResult, FileSink, StreamSink
 from uploader.errors import LocalIOError, UploaderError, UsageError
-from uploader.gridclient import GridClient
 from uploader.progress import ProgressBar
 from workers.base32 import b32encode
+
+if TYPE_CHECKING:
+    from uploader.download import DownloadResult
+    from uploader.prespawn import Spawned
+
+# The network stack (aiohttp, the GBS client, the pool) is imported inside the functions that use
+# it: `run` starts the workers first, and they boot while this process imports it (~0.2 s).
 
 # Shared-memory slots for one download: enough for a window of small segments (a slot holds one
 # segment's k blocks; its memory is touched only when used, so unused slots cost address space only).
@@ -76,13 +80,24 @@ def run(args: argparse.Namespace, config: Config) -> int:
             return _via_daemon(args, config.daemon, cap, output)
         if isinstance(cap, LitCap):
             return _lit(args, cap, output)
-        return aio.run(_run(args, config, cap, output))
+        from uploader.prespawn import discard, prespawn
+
+        early = prespawn(config.workers, config.erasure_backend)
+        try:
+            from uploader import aio
+
+            return aio.run(_run(args, config, cap, output, early))
+        finally:
+            discard(early)  # any the pool did not adopt (it failed before it started)
     except UploaderError as exc:
         return report_error(args, exc)
 
 
 def _via_daemon(args: argparse.Namespace, url: str, cap: ChkCap, output: Path | None) -> int:
     """Through the daemon's ``GET /uri/CAP`` (a Range request for --offset/--length)."""
+    from uploader import aio, daemonclient
+    from uploader.download import DownloadResult
+
     offset, length = _span(args, cap.size)
     start = time.monotonic()
     ranged = offset != 0 or length != cap.size
@@ -102,6 +117,8 @@ def _span(args: argparse.Namespace, size: int) -> tuple[int, int]:
 
 
 def _lit(args: argparse.Namespace, cap: LitCap, output: Path | None) -> int:
+    from uploader.download import DownloadResult, FileSink
+
     offset, length = _span(args, cap.size)
     data = cap.data[offset : offset + length]
     start = time.monotonic()
@@ -124,7 +141,12 @@ def _lit(args: argparse.Namespace, cap: LitCap, output: Path | None) -> int:
     return 0
 
 
-async def _run(args: argparse.Namespace, config: Config, cap: ChkCap, output: Path | None) -> int:
+async def _run(
+    args: argparse.Namespace, config: Config, cap: ChkCap, output: Path | None, early: list[Spawned]
+) -> int:
+    from uploader.download import FileSink, StreamSink
+    from uploader.gridclient import GridClient
+
     offset, length = _span(args, cap.size)
     label = output.name if output is not None else "stdout"
     bar = ProgressBar(label, length)
@@ -132,7 +154,7 @@ async def _run(args: argparse.Namespace, config: Config, cap: ChkCap, output: Pa
         FileSink(output, offset, length) if output is not None else StreamSink(sys.stdout.fileno())
     )
     try:
-        async with GridClient(config, slot_count=DOWNLOAD_SLOTS) as grid:
+        async with GridClient(config, slot_count=DOWNLOAD_SLOTS, early_workers=early) as grid:
             result = await grid.download(cap, sink, offset=offset, length=length, progress=bar)
         if isinstance(sink, FileSink):
             sink.commit()
