@@ -31,6 +31,7 @@ import contextlib
 import http.client
 import json
 import os
+import random
 import signal
 import socket
 import ssl
@@ -69,16 +70,29 @@ _ports_lock = threading.Lock()
 _ports_handed_out: set[int] = set()
 
 
+# A node binds its port only once it runs, a second or more after the port was chosen. A port from
+# the kernel's ephemeral range (Linux: 32768-60999) can be taken meanwhile by any port-0 listener or
+# any outgoing connection (another node's, a test's), and then the node either fails to listen or a
+# probe of "its" port reaches someone else. So ports come from below that range, where nothing is
+# handed out implicitly.
+_PORT_RANGE = (20000, 32000)
+
+
 def free_port() -> int:
-    """A free TCP port on 127.0.0.1, never the same twice in this process (nodes bind it later)."""
+    """A free TCP port on 127.0.0.1 outside the ephemeral range, never the same twice in this process."""
     with _ports_lock:
-        while True:
+        for _ in range(1000):
+            port = random.randint(*_PORT_RANGE)
+            if port in _ports_handed_out:
+                continue
             with socket.socket() as s:
-                s.bind((HOST, 0))
-                port = int(s.getsockname()[1])
-            if port not in _ports_handed_out:
-                _ports_handed_out.add(port)
-                return port
+                try:
+                    s.bind((HOST, port))
+                except OSError:
+                    continue
+            _ports_handed_out.add(port)
+            return port
+    raise StockTahoeError(f"no free TCP port on {HOST} in {_PORT_RANGE[0]}-{_PORT_RANGE[1]}")
 
 
 def stock_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
