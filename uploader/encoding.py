@@ -173,7 +173,6 @@ async def encode_file_pooled(
     client: Hashable | None = None,
     progress: Progress | None = None,
     on_segment: Callable[[EncodeResult], Awaitable[None]] | None = None,
-    on_stall: Callable[[], Awaitable[None]] | None = None,
     on_key: Callable[[bytes, bytes], Awaitable[None]] | None = None,
     slots: SlotSet | None = None,
     identity: FileIdentity | None = None,
@@ -183,8 +182,7 @@ async def encode_file_pooled(
 
     Workers read the file themselves (path + offset). ``on_segment`` receives each segment's result
     in file order and owns it: it must ``release()`` it once the blocks are sent (the upload holds
-    blocks in shared-memory slots until their writes finish). ``on_stall`` runs whenever the next
-    segment is not ready yet, so a caller that coalesces blocks can flush instead of waiting.
+    blocks in shared-memory slots until their writes finish).
     ``on_key(key, storage_index)`` runs between the passes (the upload places its shares there).
     ``slots`` is a lease of shared-memory slots (``await pool.slots.lease(window)``) the caller
     holds until every result is released; without one, a lease is taken here for pass 2 — then
@@ -233,8 +231,6 @@ async def encode_file_pooled(
                         )
                     )
                     next_seg += 1
-                if on_stall is not None and not pending[0].done():
-                    await on_stall()  # about to wait for the workers: let the caller flush what it holds
                 result = await pending.popleft()
                 try:
                     enc.add(result.segment, result.crypttext_hash, result.block_hashes, result.blocks)

@@ -60,7 +60,6 @@ from workers.source import FileIdentity
 log = logging.getLogger("uploader.upload")
 
 RETRY_DELAYS_S = (0.2, 0.5, 1.0, 2.0)
-MIN_EARLY_WRITE = 64 * 1024  # a write sent before it is full must carry at least this much
 TAIL_HOLDBACK = 1  # bytes of each share kept back until every share is otherwise written
 STOCK_WRITE_SIZE = 1_000_000  # allmydata.immutable.layout.WriteBucketProxy's batch_size (1.20)
 JOURNAL_EVERY_S = 2.0  # pass 2 rewrites the upload journal at most this often
@@ -229,7 +228,6 @@ class Upload:
                 progress=self._key_progress,
                 on_key=self._place,
                 on_segment=self._on_segment,
-                on_stall=self._on_stall,
                 slots=self.lease,
                 identity=identity,
                 key=self.resume.key if self.resume is not None else None,
@@ -679,6 +677,8 @@ class Upload:
         self._unflushed_segments += 1
         if self._unflushed_segments >= max(1, self.lease.size // 2):
             await self._flush_all()  # half the lease is parked in partial writes: send them
+        # No write goes out early because the workers fell behind: that bought no throughput at
+        # RTT 0, 10 or 50 ms and cost ~1.9x the requests, ~0.5-1 CPU-s/GB (docs/performance.md).
         if self._lost_event.is_set():
             await self._recover()
 
@@ -723,14 +723,6 @@ class Upload:
         self._journal_tick()
         if self.progress is not None:
             self.progress(self.geometry.segment_length(segment))
-
-    async def _on_stall(self) -> None:
-        """The workers are behind: send what is coalesced for links that have nothing in flight."""
-        if self.settings.stock_mode:
-            return  # Tahoe sends a batch only once it is full
-        for bucket in self.buckets:
-            if bucket.pending_bytes >= MIN_EARLY_WRITE and bucket.link.budget.idle:
-                await self._flush(bucket)
 
     async def _flush_all(self) -> None:
         self._unflushed_segments = 0
