@@ -26,7 +26,6 @@ from workers.boot import boot
 class Spawned:
     process: multiprocessing.process.BaseProcess
     sock: socket.socket  # the network process's end of the socketpair
-    backend: str  # the erasure_backend the worker was told to load: auto, isal or zfec
 
 
 def start_worker(backend: str, nice: int = 0) -> Spawned:
@@ -45,7 +44,7 @@ def start_worker(backend: str, nice: int = 0) -> Spawned:
     if nice and proc.pid is not None:
         niceness = min(19, os.getpriority(os.PRIO_PROCESS, 0) + nice)
         os.setpriority(os.PRIO_PROCESS, proc.pid, niceness)
-    return Spawned(proc, parent, backend)
+    return Spawned(proc, parent)
 
 
 def prespawn(count: int, backend: str, nice: int = 0) -> list[Spawned]:

@@ -793,9 +793,10 @@ class Upload:
                     continue
                 self._lose(bucket, exc)
                 return
-            self.share_bytes_sent += sum(len(b) for b in buffers)
-            link.budget.record(sum(len(b) for b in buffers), time.monotonic() - asked)
-            trace.write(link.name, started, time.monotonic(), sum(len(b) for b in buffers))
+            size = sum(len(b) for b in buffers)
+            self.share_bytes_sent += size
+            link.budget.record(size, time.monotonic() - asked)
+            trace.write(link.name, started, time.monotonic(), size)
             if not required:
                 bucket.complete = True
             return

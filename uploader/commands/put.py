@@ -166,9 +166,9 @@ def _journals(
 
 
 async def _run_daemon(args: argparse.Namespace, url: str) -> int:
+    """Each file through the daemon's ``PUT /uri`` (4 at a time); output as without a daemon."""
     from uploader import daemonclient
 
-    """Each file through the daemon's ``PUT /uri`` (4 at a time); output as without a daemon."""
     limit = asyncio.Semaphore(4)
 
     async def one(path: Path) -> int:
