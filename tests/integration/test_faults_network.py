@@ -60,7 +60,15 @@ def proxied_config(grid: LocalGrid, proxies: dict[str, Proxy], timeout_s: float 
         if name in proxies:
             nurl = nurl.replace(f":{ports[name]}/", f":{proxies[name].port}/")
         servers.append(ServerEntry(nurl, entry.nickname))
-    return replace(config, servers=tuple(servers), connect_timeout_s=timeout_s, request_timeout_s=timeout_s)
+    # window 4: a write every 2 segments, so a share of these 8-10-segment files arrives in pieces
+    # and a stall can land mid-share (with the default 16, the first write carries 8 segments).
+    return replace(
+        config,
+        servers=tuple(servers),
+        connect_timeout_s=timeout_s,
+        request_timeout_s=timeout_s,
+        window=4,
+    )
 
 
 def setup(tmp_path: Path, seed: int) -> tuple[Path, bytes, ChkCap]:
