@@ -14,7 +14,10 @@ reads its shares once so that every reader finds them in the page cache, then in
 | ``cpu_s_per_gb`` | the three above together |
 | ``stock_tahoe_get_mb_per_s`` | stock Tahoe-LAFS 1.20's ``tahoe get CAP FILE`` through a stock client node whose servers are the same 10 (its ``servers.yaml`` from ``grid start``), CLI start to exit |
 | ``stock_tahoe_cpu_s_per_gb`` | the stock client node + the ``tahoe`` CLI + the 10 servers, CPU-s per GB |
-| ``get_cli_vs_stock_tahoe`` | ``get_cli_mb_per_s / stock_tahoe_get_mb_per_s`` (the issue's target: at least 4) |
+| ``get_daemon_cli_mb_per_s`` | the same command with ``UPLOADER_DAEMON`` naming a running daemon (``serve``) for this grid: the CLI asks the daemon, which downloads and streams the file back — how ``tahoe get`` works with its node |
+| ``daemon_cpu_s_per_gb`` | the daemon and its workers + that CLI + the 10 servers, CPU-s per GB |
+| ``get_cli_vs_stock_tahoe`` | ``get_cli_mb_per_s / stock_tahoe_get_mb_per_s``: the one-shot CLI (starts its own workers) |
+| ``get_daemon_cli_vs_stock_tahoe`` | ``get_daemon_cli_mb_per_s / stock_tahoe_get_mb_per_s``: both a CLI in front of a running node (the issue's target: at least 4) |
 
 Everything runs on the same machine at the same time, so ratios are what to compare.
 """
@@ -22,7 +25,9 @@ Everything runs on the same machine at the same time, so ratios are what to comp
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -31,7 +36,8 @@ from pathlib import Path
 from typing import Any
 
 from tools.bench_upload import _grid, _write_file
-from tools.measure import children_cpu_s, process_cpu_s, same_bytes
+from tools.daemon import running_daemon
+from tools.measure import children_cpu_s, process_cpu_s, same_bytes, tree_cpu_s
 from uploader import aio
 from uploader.chk.caps import ChkCap
 from uploader.config import load_config
@@ -91,6 +97,24 @@ def _cli_get(grid: Path, cap: ChkCap, out: Path) -> float:
     return round(cap.size / (time.perf_counter() - start) / 1e6, 1)
 
 
+def _daemon_get(
+    url: str, daemon_pid: int, cap: ChkCap, out: Path, server_pids: list[int], source: Path
+) -> dict[str, Any]:
+    cmd = [sys.executable, "-m", "uploader", "get", str(cap), "-o", str(out)]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("UPLOADER_")}
+    env["UPLOADER_DAEMON"] = url
+    cpu0 = tree_cpu_s(daemon_pid) + children_cpu_s() + sum(process_cpu_s(p) for p in server_pids)
+    start = time.perf_counter()
+    subprocess.run(cmd, cwd=REPO, check=True, capture_output=True, env=env)
+    wall = time.perf_counter() - start
+    cpu = tree_cpu_s(daemon_pid) + children_cpu_s() + sum(process_cpu_s(p) for p in server_pids) - cpu0
+    return {
+        "get_daemon_cli_mb_per_s": round(cap.size / wall / 1e6, 1),
+        "daemon_cpu_s_per_gb": round(cpu / (cap.size / 1e9), 2),
+        "daemon_verified_equal": same_bytes(source, out),
+    }
+
+
 def run(sizes: list[int] | None = None, quick: bool = False, stock: bool = True) -> dict[str, Any]:
     sizes = sizes or ([16 * 2**20] if quick else [256 * 2**20, 2**30])
     results: dict[str, Any] = {}
@@ -98,8 +122,11 @@ def run(sizes: list[int] | None = None, quick: bool = False, stock: bool = True)
         grid = Path(tmp) / "grid"
         _grid("start", "--dir", str(grid), "--servers", "10")
         node = None
+        stack = contextlib.ExitStack()
         try:
             pids = [s["pid"] for s in json.loads((grid / "grid.json").read_text())["servers"]]
+            (Path(tmp) / "daemon").mkdir()
+            url, daemon = stack.enter_context(running_daemon(grid, Path(tmp) / "daemon"))
             if stock and not quick:
                 node = _stock_node(grid, Path(tmp))
             for size in sizes:
@@ -112,12 +139,17 @@ def run(sizes: list[int] | None = None, quick: bool = False, stock: bool = True)
                 out.unlink()
                 row["get_cli_mb_per_s"] = _cli_get(grid, cap, out)
                 out.unlink()
+                row.update(_daemon_get(url, daemon.pid, cap, out, pids, path))
+                out.unlink()
                 if isinstance(node, str):
                     row["stock_tahoe_get"] = node
                 elif node is not None:
                     row.update(_stock_get(grid, node, cap, out, pids, path))
                     row["get_cli_vs_stock_tahoe"] = round(
                         row["get_cli_mb_per_s"] / row["stock_tahoe_get_mb_per_s"], 2
+                    )
+                    row["get_daemon_cli_vs_stock_tahoe"] = round(
+                        row["get_daemon_cli_mb_per_s"] / row["stock_tahoe_get_mb_per_s"], 2
                     )
                     row["get_vs_stock_tahoe"] = round(
                         row["get_mb_per_s"] / row["stock_tahoe_get_mb_per_s"], 2
@@ -126,6 +158,7 @@ def run(sizes: list[int] | None = None, quick: bool = False, stock: bool = True)
                 results[f"{size / 2**20:.0f}MiB"] = row
                 path.unlink()
         finally:
+            stack.close()
             if node is not None and not isinstance(node, str):
                 node.stop()
             _grid("stop", "--dir", str(grid))

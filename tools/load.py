@@ -23,21 +23,18 @@ import json
 import os
 import random
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import tomllib
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 import psutil
 
+from tools.daemon import running_daemon
 from tools.measure import same_bytes
 from uploader import daemonclient
 from uploader.daemon import MAX_UPLOADS
@@ -99,23 +96,6 @@ def write_files(directory: Path, sizes: list[int], rng: random.Random) -> list[P
                 left -= n
         paths.append(path)
     return paths
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def write_daemon_config(grid_toml: Path, path: Path, overrides: dict[str, Any]) -> None:
-    table = tomllib.loads(grid_toml.read_text())
-    servers = table.pop("servers", [])
-    table.update(overrides)
-    lines = [f"{k} = {json.dumps(str(v) if isinstance(v, Path) else v)}" for k, v in table.items()]
-    for s in servers:
-        lines += ["", "[[servers]]", *(f"{k} = {json.dumps(v)}" for k, v in s.items())]
-    path.write_text("\n".join(lines) + "\n")
 
 
 class RssSampler:
@@ -181,7 +161,7 @@ async def put_all(url: str, paths: list[Path], concurrency: int) -> list[tuple[s
         async with limit:
             start = time.monotonic()
             try:
-                cap, _, seconds = await daemonclient.put(url, path)
+                cap, _, seconds = await asyncio.to_thread(daemonclient.put, url, path)
                 return cap, "", seconds
             except Exception as exc:  # recorded, and the run fails
                 return None, f"{type(exc).__name__}: {exc}", time.monotonic() - start
@@ -245,7 +225,7 @@ def run_round(
             if cap is None:
                 continue
             out = files / f"back-{i}"
-            asyncio.run(daemonclient.get(url, cap, out))
+            daemonclient.get(url, cap, out)
             rnd.read_back += 1
             if not same_bytes(paths[i], out):
                 rnd.read_back_mismatches += 1
@@ -260,20 +240,6 @@ def run_round(
         return rnd
     finally:
         shutil.rmtree(files, ignore_errors=True)
-
-
-def wait_up(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 90) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the daemon exited with {proc.returncode} before it answered")
-        try:
-            with urllib.request.urlopen(f"{url}/status", timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"the daemon did not answer at {url} within {timeout_s} s")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -319,56 +285,30 @@ def main(argv: list[str] | None = None) -> int:
         if started.returncode:
             print(started.stdout, started.stderr, file=sys.stderr)
             return started.returncode
-        daemon: subprocess.Popen[bytes] | None = None
         log_path = work / "load.log"
         try:
             secret = os.urandom(32)
             secret_file = work / "convergence"
             secret_file.write_text(b32encode(secret) + "\n")
             secret_file.chmod(0o600)
-            url = f"http://127.0.0.1:{free_port()}"
-            config = work / "daemon.toml"
-            write_daemon_config(
-                grid_dir / "uploader.toml",
-                config,
-                {
-                    "api_listen": url.removeprefix("http://"),
-                    "workers": args.workers,
-                    "data_dir": work / "data",
-                    "convergence_secret_file": secret_file,
-                    "window": args.window,
-                },
-            )
-            env = {**os.environ, "HOME": str(work)}
-            with (work / "serve.log").open("wb") as serve_log:
-                daemon = subprocess.Popen(
-                    [sys.executable, "-m", "uploader", "serve", "--config", str(config)],
-                    cwd=REPO,
-                    stdin=subprocess.DEVNULL,
-                    stdout=serve_log,
-                    stderr=serve_log,
-                    env=env,
-                )
-            wait_up(url, daemon)
-            rounds: list[Round] = []
-            start = time.monotonic()
-            with RssSampler(daemon.pid) as sampler, log_path.open("w") as log:
-                log.write(f"# tools.load {' '.join(argv if argv is not None else sys.argv[1:])}\n")
-                while True:
-                    rounds.append(run_round(len(rounds), url, work, rng, args, secret, sampler, log))
-                    if not args.keep_shares:
-                        drop_complete_shares(grid_dir)
-                    if time.monotonic() - start >= args.duration:
-                        break
-            elapsed = time.monotonic() - start
+            settings = {
+                "workers": args.workers,
+                "convergence_secret_file": secret_file,
+                "window": args.window,
+            }
+            with running_daemon(grid_dir, work, settings) as (url, daemon):
+                rounds: list[Round] = []
+                start = time.monotonic()
+                with RssSampler(daemon.pid) as sampler, log_path.open("w") as log:
+                    log.write(f"# tools.load {' '.join(argv if argv is not None else sys.argv[1:])}\n")
+                    while True:
+                        rounds.append(run_round(len(rounds), url, work, rng, args, secret, sampler, log))
+                        if not args.keep_shares:
+                            drop_complete_shares(grid_dir)
+                        if time.monotonic() - start >= args.duration:
+                            break
+                elapsed = time.monotonic() - start
         finally:
-            if daemon is not None and daemon.poll() is None:
-                daemon.send_signal(signal.SIGTERM)
-                try:
-                    daemon.wait(60)
-                except subprocess.TimeoutExpired:
-                    daemon.kill()
-                    daemon.wait()
             subprocess.run(
                 [sys.executable, "-m", "uploader", "grid", "stop", "--dir", str(grid_dir)],
                 cwd=REPO,

@@ -1,24 +1,30 @@
 """``put`` and ``get`` through a running daemon (setting ``daemon = "http://HOST:PORT"``), as ``tahoe put``
 uses its node: ``PUT /uri`` streams the file, ``GET /uri/CAP`` streams it back. The daemon checks
 every hash; a body shorter than its Content-Length (the daemon cut it after a failed check) is an error.
+
+Plain blocking sockets and the standard library only: a command that hands its work to the daemon
+should not spend a third of a second importing an HTTP client stack (aiohttp takes ~0.25 s to import
+here). The file goes out with ``sendfile`` and comes back with ``recv_into`` into one reused buffer.
+Requests are HTTP/1.0 (one request per connection, never a chunked answer).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
+import socket
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from urllib.parse import quote
-
-import aiohttp
+from urllib.parse import quote, urlsplit
 
 from uploader.api.request import EXIT_CODE_HEADER, exit_code_for
 from uploader.errors import LocalIOError, UploaderError
 
 CHUNK = 1024 * 1024
+CONNECT_TIMEOUT_S = 10.0
+MAX_HEAD = 64 * 1024  # an answer's status line and headers
 
 
 class DaemonError(UploaderError):
@@ -29,23 +35,87 @@ class DaemonError(UploaderError):
         self.exit_code = exit_code
 
 
-def _base(url: str) -> str:
-    return url.rstrip("/")
+class _Answer:
+    """A response's status and headers (lower-case names), and the body bytes read with them."""
+
+    def __init__(self, status: int, headers: dict[str, str], rest: bytes) -> None:
+        self.status = status
+        self.headers = headers
+        self.rest = rest
+
+    @property
+    def length(self) -> int | None:
+        value = self.headers.get("content-length")
+        return int(value) if value is not None and value.isdigit() else None
 
 
-async def _fail(resp: aiohttp.ClientResponse, what: str) -> DaemonError:
-    text = (await resp.text(errors="replace")).strip()[:500]
+def _address(url: str) -> tuple[str, int, str]:
+    parts = urlsplit(url)
+    if parts.scheme != "http" or not parts.hostname:
+        raise DaemonError(f"daemon: expected a URL like http://127.0.0.1:3456, got {url!r}", exit_code=3)
+    try:
+        port = parts.port or 80
+    except ValueError:
+        raise DaemonError(
+            f"daemon: the port in {url!r} is not a number from 1 to 65535", exit_code=3
+        ) from None
+    return parts.hostname, port, parts.path.rstrip("/")
+
+
+def _connect(url: str) -> tuple[socket.socket, str, str]:
+    """A connected socket, the Host header value and the URL's path prefix."""
+    host, port, prefix = _address(url)
+    try:
+        sock = socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S)
+    except OSError as exc:
+        raise DaemonError(f"cannot reach the daemon at {url}: {exc.strerror or exc}") from None
+    sock.settimeout(None)  # a large file can take long; the daemon has its own timeouts toward the grid
+    return sock, f"{host}:{port}", prefix
+
+
+def _read_head(sock: socket.socket, url: str) -> _Answer:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        if len(data) > MAX_HEAD:
+            raise DaemonError(f"the daemon at {url} sent a response head over {MAX_HEAD} bytes")
+        more = sock.recv(CHUNK)
+        if not more:
+            raise DaemonError(f"the daemon at {url} closed the connection without an answer")
+        data += more
+    head, _, rest = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    fields = lines[0].split(" ", 2)
+    if len(fields) < 2 or not fields[0].startswith("HTTP/") or not fields[1].isdigit():
+        raise DaemonError(f"the daemon at {url} sent something that is not an HTTP answer: {lines[0][:80]!r}")
+    headers = {}
+    for line in lines[1:]:
+        name, sep, value = line.partition(":")
+        if sep:
+            headers[name.strip().lower()] = value.strip()
+    return _Answer(int(fields[1]), headers, rest)
+
+
+def _read_small(sock: socket.socket, answer: _Answer, limit: int = 1 << 20) -> bytes:
+    """The rest of a short body (a cap, an error text): to its Content-Length, or to the end."""
+    data = answer.rest
+    want = answer.length
+    while (want is None or len(data) < want) and len(data) < limit:
+        more = sock.recv(CHUNK)
+        if not more:
+            break
+        data += more
+    return data if want is None else data[:want]
+
+
+def _failure(sock: socket.socket, answer: _Answer, what: str) -> DaemonError:
+    text = _read_small(sock, answer, 4096).decode("utf-8", "replace").strip()[:500]
     return DaemonError(
-        f"{what}: the daemon answered {resp.status}: {text}",
-        exit_code_for(resp.status, resp.headers.get(EXIT_CODE_HEADER)),
+        f"{what}: the daemon answered {answer.status}: {text}",
+        exit_code_for(answer.status, answer.headers.get(EXIT_CODE_HEADER.lower())),
     )
 
 
-def _session() -> aiohttp.ClientSession:
-    return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=10))
-
-
-async def put(url: str, path: Path) -> tuple[str, int, float]:
+def put(url: str, path: Path) -> tuple[str, int, float]:
     """Upload ``path``; the cap, the size and the seconds it took."""
     start = time.monotonic()
     try:
@@ -54,71 +124,113 @@ async def put(url: str, path: Path) -> tuple[str, int, float]:
         raise LocalIOError(f"cannot read {path}: {exc.strerror}") from None
     with fh:
         size = os.fstat(fh.fileno()).st_size
-        try:
-            async with _session() as http, http.put(f"{_base(url)}/uri", data=fh) as resp:
-                if resp.status != 200:
-                    raise await _fail(resp, f"uploading {path}")
-                cap = (await resp.text()).strip()
-        except aiohttp.ClientError as exc:
-            raise DaemonError(f"cannot reach the daemon at {url}: {exc}") from None
+        sock, host, prefix = _connect(url)
+        with sock:
+            try:
+                sock.sendall(
+                    f"PUT {prefix}/uri HTTP/1.0\r\nHost: {host}\r\nContent-Length: {size}\r\n"
+                    "Content-Type: application/octet-stream\r\n\r\n".encode("latin-1")
+                )
+                sent = sock.sendfile(fh) if size else 0
+                if sent != size:
+                    raise LocalIOError(
+                        f"{path} changed size while it was being sent ({sent} of {size} bytes)"
+                    )
+                answer = _read_head(sock, url)
+                if answer.status != 200:
+                    raise _failure(sock, answer, f"uploading {path}")
+                cap = _read_small(sock, answer).decode("ascii", "replace").strip()
+            except OSError as exc:
+                raise DaemonError(
+                    f"uploading {path}: the connection to the daemon at {url} failed: {exc}"
+                ) from None
     return cap, size, time.monotonic() - start
 
 
-async def get(url: str, cap: str, output: Path | None, offset: int = 0, length: int | None = None) -> int:
+def get(
+    url: str,
+    cap: str,
+    output: Path | None,
+    offset: int = 0,
+    length: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> int:
     """Download ``cap`` (a byte range of it when asked) to ``output`` (atomically) or stdout; bytes written."""
-    headers = {}
-    if offset or length is not None:
-        end = "" if length is None else str(offset + length - 1)
-        headers["Range"] = f"bytes={offset}-{end}"
     if length == 0:
         if output is not None:
             output.write_bytes(b"")
         return 0
-    tmp: str | None = None
-    if output is not None:
+    sock, host, prefix = _connect(url)
+    with sock:
+        request = f"GET {prefix}/uri/{quote(cap, safe='')} HTTP/1.0\r\nHost: {host}\r\n"
+        if offset or length is not None:
+            end = "" if length is None else str(offset + length - 1)
+            request += f"Range: bytes={offset}-{end}\r\n"
+        try:
+            sock.sendall((request + "\r\n").encode("latin-1"))
+            answer = _read_head(sock, url)
+            if answer.status == 416:
+                return 0  # a range past the end: nothing to write, as `get --offset` beyond the file
+            if answer.status not in (200, 206):
+                raise _failure(sock, answer, "downloading")
+        except OSError as exc:
+            raise DaemonError(f"downloading: the connection to the daemon at {url} failed: {exc}") from None
+        if answer.length is None:
+            raise DaemonError(f"the daemon at {url} sent a download without a Content-Length")
+        if output is None:
+            return _receive(sock, answer, 1, progress)
         directory = output.parent if str(output.parent) else Path(".")
         try:
             fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".part", dir=directory)
         except OSError as exc:
             raise LocalIOError(f"cannot create a file in {directory}: {exc.strerror}") from None
-    else:
-        fd = 1
-    written = 0
-    loop = asyncio.get_running_loop()
-    try:
-        async with (
-            _session() as http,
-            http.get(f"{_base(url)}/uri/{quote(cap, safe='')}", headers=headers) as resp,
-        ):
-            if resp.status == 416:
-                return 0  # a range past the end: nothing to write, as `get --offset` beyond the file
-            if resp.status not in (200, 206):
-                raise await _fail(resp, "downloading")
-            async for chunk in resp.content.iter_chunked(CHUNK):
-                await loop.run_in_executor(None, _write_all, fd, chunk)
-                written += len(chunk)
-        if tmp is not None and output is not None:
-            os.close(fd)
-            fd = -1
-            os.replace(tmp, output)
-            tmp = None
-    except aiohttp.ClientPayloadError as exc:
-        raise DaemonError(f"the download broke off after {written} bytes: {exc}", exit_code=5) from None
-    except aiohttp.ClientError as exc:
-        raise DaemonError(f"cannot reach the daemon at {url}: {exc}") from None
-    finally:
-        if tmp is not None:
-            with contextlib.suppress(OSError):
+        try:
+            try:
+                written = _receive(sock, answer, fd, progress)
+            finally:
                 os.close(fd)
+            os.replace(tmp, output)
+        except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
+            raise
     return written
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def _receive(sock: socket.socket, answer: _Answer, fd: int, progress: Callable[[int], None] | None) -> int:
+    """The body (exactly Content-Length bytes) into ``fd``; a shorter one is a failed download."""
+    want = answer.length or 0
+    first = answer.rest[:want]
+    _write_all(fd, first)
+    written = len(first)
+    if progress is not None and written:
+        progress(written)
+    buffer = bytearray(CHUNK)
+    view = memoryview(buffer)
+    while written < want:
+        try:
+            n = sock.recv_into(view, min(CHUNK, want - written))
+        except OSError as exc:
+            raise DaemonError(f"the download broke off after {written} bytes: {exc}", exit_code=5) from None
+        if n == 0:
+            raise DaemonError(
+                f"the download broke off after {written} of {want} bytes (the daemon stopped it: see its log)",
+                exit_code=5,
+            )
+        _write_all(fd, view[:n])
+        written += n
+        if progress is not None:
+            progress(n)
+    return written
+
+
+def _write_all(fd: int, data: bytes | memoryview) -> None:
     view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
+    try:
+        while view:
+            view = view[os.write(fd, view) :]
+    except OSError as exc:
+        raise LocalIOError(f"cannot write the download: {exc.strerror}") from None
 
 
 __all__ = ["DaemonError", "get", "put"]

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.conftest import REPO
-from tools.load import write_daemon_config
+from tools.daemon import write_daemon_config
 
 
 def write_config(grid_toml: Path, path: Path, **overrides: Any) -> Path:

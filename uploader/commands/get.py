@@ -12,6 +12,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -95,19 +96,40 @@ def run(args: argparse.Namespace, config: Config) -> int:
 
 def _via_daemon(args: argparse.Namespace, url: str, cap: ChkCap, output: Path | None) -> int:
     """Through the daemon's ``GET /uri/CAP`` (a Range request for --offset/--length)."""
-    from uploader import aio, daemonclient
-    from uploader.download import DownloadResult
+    from uploader import daemonclient
 
     offset, length = _span(args, cap.size)
     start = time.monotonic()
     ranged = offset != 0 or length != cap.size
-    written = aio.run(daemonclient.get(url, str(cap), output, offset, length if ranged else None))
+    bar = ProgressBar(output.name if output is not None else "stdout", length)
+    try:
+        written = daemonclient.get(url, str(cap), output, offset, length if ranged else None, progress=bar)
+    finally:
+        bar.close()
+    result = DaemonDownload(
+        cap.storage_index, cap.size, offset, written, time.monotonic() - start, not ranged
+    )
     if args.json:
-        result = DownloadResult(
-            cap.storage_index, cap.size, offset, written, time.monotonic() - start, not ranged
-        )
         print(json.dumps(summary(result, output)), flush=True)
+    elif bar.enabled:
+        print(_done_line(result), file=sys.stderr)
     return 0
+
+
+@dataclass(frozen=True)
+class DaemonDownload:
+    """What ``get`` knows of a download the daemon ran: the daemon checked every hash (it cuts the
+    body short otherwise); which shares it used stays in its log and on its /status page."""
+
+    storage_index: bytes
+    file_size: int
+    offset: int
+    length: int
+    seconds: float
+    flat_hash_checked: bool
+    shares_used: dict[str, list[int]] = field(default_factory=dict)
+    corrupt: tuple[()] = ()
+    failed_servers: dict[str, str] = field(default_factory=dict)
 
 
 def _span(args: argparse.Namespace, size: int) -> tuple[int, int]:
@@ -173,15 +195,16 @@ async def _run(
     if args.json:
         print(json.dumps(summary(result, output)), flush=True)
     elif bar.enabled:
-        rate = result.length / max(result.seconds, 1e-9) / 1e6
-        print(
-            f"downloaded {result.length / 1e6:.1f} MB in {result.seconds:.1f} s ({rate:.1f} MB/s)",
-            file=sys.stderr,
-        )
+        print(_done_line(result), file=sys.stderr)
     return 0
 
 
-def summary(result: DownloadResult, output: Path | None) -> dict[str, Any]:
+def _done_line(result: DownloadResult | DaemonDownload) -> str:
+    rate = result.length / max(result.seconds, 1e-9) / 1e6
+    return f"downloaded {result.length / 1e6:.1f} MB in {result.seconds:.1f} s ({rate:.1f} MB/s)"
+
+
+def summary(result: DownloadResult | DaemonDownload, output: Path | None) -> dict[str, Any]:
     """The --json object of one download (no cap: caps are secrets; the storage index names the file)."""
     return {
         "file": str(output) if output is not None else "-",

@@ -50,7 +50,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def run(args: argparse.Namespace, config: Config) -> int:
     from uploader.prespawn import discard, prespawn
 
-    early = [] if config.daemon else prespawn(config.workers, config.erasure_backend)
+    if config.daemon:
+        if args.resume:
+            raise UsageError("--resume is for uploads put runs itself: the daemon resumes its own at start")
+        return _run_daemon(args, config.daemon)
+    early = prespawn(config.workers, config.erasure_backend)
     try:
         from uploader import aio
 
@@ -62,10 +66,6 @@ def run(args: argparse.Namespace, config: Config) -> int:
 async def _run(args: argparse.Namespace, config: Config, early: list[Spawned]) -> int:
     from uploader.gridclient import GridClient
 
-    if config.daemon:
-        if args.resume:
-            raise UsageError("--resume is for uploads put runs itself: the daemon resumes its own at start")
-        return await _run_daemon(args, config.daemon)
     total = 0
     for path in args.files:
         with contextlib.suppress(OSError):
@@ -165,39 +165,31 @@ def _journals(
     return found
 
 
-async def _run_daemon(args: argparse.Namespace, url: str) -> int:
+def _run_daemon(args: argparse.Namespace, url: str) -> int:
     """Each file through the daemon's ``PUT /uri`` (4 at a time); output as without a daemon."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from uploader import daemonclient
 
-    limit = asyncio.Semaphore(4)
-
-    async def one(path: Path) -> int:
-        async with limit:
-            try:
-                if not path.is_file():
-                    raise LocalIOError(f"cannot read {path}: not a regular file or does not exist")
-                cap, size, seconds = await daemonclient.put(url, path)
-            except UploaderError as exc:
-                return report_error(args, exc, file=str(path))
+    def one(path: Path) -> int:
+        try:
+            if not path.is_file():
+                raise LocalIOError(f"cannot read {path}: not a regular file or does not exist")
+            cap, size, seconds = daemonclient.put(url, path)
+        except UploaderError as exc:
+            return report_error(args, exc, file=str(path))
         if args.json:
             rate = round(size / max(seconds, 1e-9) / 1e6, 2)
-            print(
-                json.dumps(
-                    {
-                        "file": str(path),
-                        "cap": cap,
-                        "size": size,
-                        "seconds": round(seconds, 3),
-                        "mb_per_s": rate,
-                    }
-                ),
-                flush=True,
+            line = json.dumps(
+                {"file": str(path), "cap": cap, "size": size, "seconds": round(seconds, 3), "mb_per_s": rate}
             )
         elif len(args.files) > 1:
-            print(f"{path}: {cap}", flush=True)
+            line = f"{path}: {cap}"
         else:
-            print(cap, flush=True)
+            line = cap
+        print(line, flush=True)
         return 0
 
-    codes = await asyncio.gather(*(one(p) for p in args.files))
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        codes = list(pool.map(one, args.files))
     return next((c for c in codes if c), 0)
