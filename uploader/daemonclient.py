@@ -11,10 +11,13 @@ Requests are HTTP/1.0 (one request per connection, never a chunked answer).
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import socket
+import stat
 import tempfile
 import time
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote, urlsplit
@@ -205,23 +208,66 @@ def _receive(sock: socket.socket, answer: _Answer, fd: int, progress: Callable[[
     written = len(first)
     if progress is not None and written:
         progress(written)
-    buffer = bytearray(CHUNK)
-    view = memoryview(buffer)
+    move = _splicer(sock, fd) or _copier(sock, fd)
     while written < want:
         try:
-            n = sock.recv_into(view, min(CHUNK, want - written))
-        except OSError as exc:
+            n = move(min(CHUNK, want - written))
+        except ConnectionError as exc:
             raise DaemonError(f"the download broke off after {written} bytes: {exc}", exit_code=5) from None
         if n == 0:
             raise DaemonError(
                 f"the download broke off after {written} of {want} bytes (the daemon stopped it: see its log)",
                 exit_code=5,
             )
-        _write_all(fd, view[:n])
         written += n
         if progress is not None:
             progress(n)
     return written
+
+
+def _splicer(sock: socket.socket, fd: int) -> Callable[[int], int] | None:
+    """Moves up to n bytes from the socket to ``fd`` through a pipe in the kernel (``splice``: the bytes
+    never enter this process); None unless ``fd`` is a regular file without O_APPEND."""
+    if not hasattr(os, "splice"):
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode) or fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_APPEND:
+            return None
+        r, w = os.pipe()
+    except OSError:
+        return None
+    with contextlib.suppress(OSError):
+        fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, CHUNK)
+
+    def move(n: int) -> int:
+        got = os.splice(sock.fileno(), w, n)
+        left = got
+        while left:
+            try:
+                left -= os.splice(r, fd, left)
+            except OSError as exc:
+                raise LocalIOError(f"cannot write the download: {exc.strerror}") from None
+        return got
+
+    weakref.finalize(move, _close_all, r, w)
+    return move
+
+
+def _close_all(*fds: int) -> None:
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+def _copier(sock: socket.socket, fd: int) -> Callable[[int], int]:
+    view = memoryview(bytearray(CHUNK))
+
+    def move(n: int) -> int:
+        got = sock.recv_into(view, n)
+        _write_all(fd, view[:got])
+        return got
+
+    return move
 
 
 def _write_all(fd: int, data: bytes | memoryview) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import socket
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -82,6 +83,34 @@ def test_a_cut_body_fails_with_exit_5_and_leaves_no_file(serve: list[OneShot], t
         daemonclient.get(s.url, CAP, out)
     assert info.value.exit_code == 5
     assert out.read_bytes() == b"the old contents" and os.listdir(tmp_path) == ["out"]
+
+
+def test_a_pipe_gets_the_body_by_copying(serve: list[OneShot]) -> None:
+    """stdout is often a pipe or a terminal, which ``splice`` from a socket cannot serve in one step."""
+    body = os.urandom(200_000)
+    s = _server(serve, b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+    r, w = os.pipe()
+    got = bytearray()
+    reader = threading.Thread(target=lambda: got.extend(_drain(r)))
+    reader.start()
+    with socket.create_connection(("127.0.0.1", int(s.url.rsplit(":", 1)[1]))) as sock:
+        sock.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        answer = daemonclient._read_head(sock, s.url)
+        assert daemonclient._splicer(sock, w) is None
+        with tempfile.TemporaryFile() as regular:  # a file takes the zero-copy path
+            assert daemonclient._splicer(sock, regular.fileno()) is not None
+        assert daemonclient._receive(sock, answer, w, None) == len(body)
+    os.close(w)
+    reader.join(10)
+    os.close(r)
+    assert bytes(got) == body
+
+
+def _drain(fd: int) -> bytes:
+    chunks = []
+    while chunk := os.read(fd, 65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def test_an_error_answer_carries_the_daemons_text_and_exit_code(serve: list[OneShot], tmp_path: Path) -> None:
