@@ -34,7 +34,6 @@ import http.client
 import json
 import multiprocessing
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -45,24 +44,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from tools.daemon import running_daemon
+
 REPO = Path(__file__).resolve().parent.parent
 POLL_S = 0.1  # /status every 100 ms: ten pages' worth of polling
 TARGET_MS = 50.0
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def _config(grid: Path, path: Path, port: int) -> Path:
-    """The grid's client configuration (servers, k/N/happy, its data_dir) plus the daemon's address."""
-    text = (grid / "uploader.toml").read_text()
-    head = f'api_listen = "127.0.0.1:{port}"\nworkers = 2\n'
-    path.write_text(head + text)
-    return path
 
 
 def _summary(ms: list[float]) -> dict[str, float]:
@@ -147,23 +133,6 @@ def _upload_all(port: int, files: list[str], results: Any, nice: int) -> None:
     with ThreadPoolExecutor(len(files)) as pool:
         statuses = list(pool.map(put, files))
     results.put((time.perf_counter() - t0, statuses))
-
-
-def _wait_ready(port: int, proc: subprocess.Popen[bytes], log: Path, timeout_s: float = 90) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            tail = log.read_text(errors="replace")[-2000:]
-            raise RuntimeError(f"the daemon exited with {proc.returncode} before answering:\n{tail}")
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            conn.request("GET", "/status")
-            if conn.getresponse().status == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"the daemon did not answer on port {port} in {timeout_s} s")
 
 
 def _poll_while(port: int, running: threading.Event) -> dict[str, Any]:
@@ -312,56 +281,35 @@ def run(
             check=True,
             capture_output=True,
         )
-        proc: subprocess.Popen[bytes] | None = None
         page: Any = None
         try:
-            port = _free_port()
-            config = _config(grid, root / "daemon.toml", port)
-            env = {k: v for k, v in os.environ.items() if not k.startswith("UPLOADER_")}
-            env.update(HOME=str(root), XDG_CONFIG_HOME=str(root / ".config"))
-            env.pop("NOTIFY_SOCKET", None)
-            with (root / "serve.log").open("wb") as log:
-                proc = subprocess.Popen(
-                    [sys.executable, "-m", "uploader", "serve", "--config", str(config)],
-                    cwd=REPO,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=log,
-                    env=env,
-                )
-            _wait_ready(port, proc, root / "serve.log")
-            idle = Poller(port)
-            out["idle_status_ms"] = _summary([idle.get("/status")[1] for _ in range(50)])
-            idle.close()
-            page, why = _open_page(port)
-            if page is None:
-                out["page_in_chromium"] = why
-            # The daemon shares 2 cores with its 10 storage servers and the 20 clients, at its own
-            # priority (its workers nicer); in a deployment those are other machines.
-            out["contended"] = _phase(port, root, "contended", uploads, size, 0, page)
-            if workers_nice is not None:
-                workers = _workers(proc.pid)
-                default = [os.getpriority(os.PRIO_PROCESS, w) for w in workers]
-                for w in workers:
-                    os.setpriority(os.PRIO_PROCESS, w, workers_nice)
-                label = f"contended_workers_at_nice_{workers_nice}"
-                out[label] = _phase(port, root, "renice", uploads, size, 0, page)
-                for w, n in zip(workers, default, strict=True):
-                    os.setpriority(os.PRIO_PROCESS, w, n)
-            # The stand-ins for other machines (servers, clients) at nice 19: the daemon's own share.
-            for server in json.loads((grid / "grid.json").read_text())["servers"]:
-                os.setpriority(os.PRIO_PROCESS, server["pid"], 19)
-            out["servers_and_clients_niced"] = _phase(port, root, "niced", uploads, size, 19, page)
+            with running_daemon(grid, root, {"workers": 2}) as (url, proc):
+                port = int(url.rsplit(":", 1)[1])
+                idle = Poller(port)
+                out["idle_status_ms"] = _summary([idle.get("/status")[1] for _ in range(50)])
+                idle.close()
+                page, why = _open_page(port)
+                if page is None:
+                    out["page_in_chromium"] = why
+                # The daemon shares 2 cores with its 10 storage servers and the 20 clients, at its own
+                # priority (its workers nicer); in a deployment those are other machines.
+                out["contended"] = _phase(port, root, "contended", uploads, size, 0, page)
+                if workers_nice is not None:
+                    workers = _workers(proc.pid)
+                    default = [os.getpriority(os.PRIO_PROCESS, w) for w in workers]
+                    for w in workers:
+                        os.setpriority(os.PRIO_PROCESS, w, workers_nice)
+                    label = f"contended_workers_at_nice_{workers_nice}"
+                    out[label] = _phase(port, root, "renice", uploads, size, 0, page)
+                    for w, n in zip(workers, default, strict=True):
+                        os.setpriority(os.PRIO_PROCESS, w, n)
+                # The stand-ins for other machines (servers, clients) at nice 19: the daemon's own share.
+                for server in json.loads((grid / "grid.json").read_text())["servers"]:
+                    os.setpriority(os.PRIO_PROCESS, server["pid"], 19)
+                out["servers_and_clients_niced"] = _phase(port, root, "niced", uploads, size, 19, page)
         finally:
             if page is not None:
                 page.quit()
-            if proc is not None and proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(60)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
             subprocess.run(
                 [sys.executable, "-m", "uploader", "grid", "stop", "--dir", str(grid)],
                 cwd=REPO,

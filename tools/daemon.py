@@ -32,11 +32,13 @@ def write_daemon_config(grid_toml: Path, path: Path, overrides: dict[str, Any]) 
     path.write_text("\n".join(lines) + "\n")
 
 
-def wait_up(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 90) -> None:
+def wait_up(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 90, log: Path | None = None) -> None:
+    """Until ``GET /status`` answers 200; a daemon that exits first is an error (with its log's tail)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"the daemon exited with {proc.returncode} before it answered")
+            tail = log.read_text(errors="replace")[-2000:] if log is not None else ""
+            raise RuntimeError(f"the daemon exited with {proc.returncode} before it answered\n{tail}")
         try:
             with urllib.request.urlopen(f"{url}/status", timeout=2) as resp:
                 if resp.status == 200:
@@ -56,7 +58,7 @@ def running_daemon(
     settings = {"api_listen": url.removeprefix("http://"), "data_dir": work / "data", **(overrides or {})}
     write_daemon_config(grid_dir / "uploader.toml", config, settings)
     env = {k: v for k, v in os.environ.items() if not k.startswith("UPLOADER_")}
-    env["HOME"] = str(work)
+    env.update(HOME=str(work), XDG_CONFIG_HOME=str(work / ".config"))
     env.pop("NOTIFY_SOCKET", None)
     with (work / "serve.log").open("wb") as serve_log:
         daemon = subprocess.Popen(
@@ -68,7 +70,7 @@ def running_daemon(
             env=env,
         )
     try:
-        wait_up(url, daemon)
+        wait_up(url, daemon, log=work / "serve.log")
         yield url, daemon
     finally:
         if daemon.poll() is None:
