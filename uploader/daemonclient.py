@@ -4,7 +4,8 @@ every hash; a body shorter than its Content-Length (the daemon cut it after a fa
 
 Plain blocking sockets and the standard library only: a command that hands its work to the daemon
 should not spend a third of a second importing an HTTP client stack (aiohttp takes ~0.25 s to import
-here). The file goes out with ``sendfile`` and comes back with ``recv_into`` into one reused buffer.
+here). The file goes out with ``sendfile``; a download is spliced from the socket into the output
+file (or copied through one reused buffer into a terminal or a pipe).
 Requests are HTTP/1.0 (one request per connection, never a chunked answer).
 """
 
@@ -17,8 +18,7 @@ import socket
 import stat
 import tempfile
 import time
-import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
@@ -208,66 +208,66 @@ def _receive(sock: socket.socket, answer: _Answer, fd: int, progress: Callable[[
     written = len(first)
     if progress is not None and written:
         progress(written)
-    move = _splicer(sock, fd) or _copier(sock, fd)
-    while written < want:
-        try:
+    with _mover(sock, fd) as move:
+        while written < want:
             n = move(min(CHUNK, want - written))
-        except ConnectionError as exc:
-            raise DaemonError(f"the download broke off after {written} bytes: {exc}", exit_code=5) from None
-        if n == 0:
-            raise DaemonError(
-                f"the download broke off after {written} of {want} bytes (the daemon stopped it: see its log)",
-                exit_code=5,
-            )
-        written += n
-        if progress is not None:
-            progress(n)
+            if n == 0:
+                raise DaemonError(
+                    f"the download broke off after {written} of {want} bytes (the daemon stopped it: see its log)",
+                    exit_code=5,
+                )
+            written += n
+            if progress is not None:
+                progress(n)
     return written
 
 
-def _splicer(sock: socket.socket, fd: int) -> Callable[[int], int] | None:
-    """Moves up to n bytes from the socket to ``fd`` through a pipe in the kernel (``splice``: the bytes
-    never enter this process); None unless ``fd`` is a regular file without O_APPEND."""
-    if not hasattr(os, "splice"):
-        return None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode) or fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_APPEND:
-            return None
-        r, w = os.pipe()
-    except OSError:
-        return None
-    with contextlib.suppress(OSError):
-        fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, CHUNK)
+@contextlib.contextmanager
+def _mover(sock: socket.socket, fd: int) -> Iterator[Callable[[int], int]]:
+    """A function that moves up to n bytes from the socket to ``fd`` and says how many (0: the end).
 
-    def move(n: int) -> int:
-        got = os.splice(sock.fileno(), w, n)
-        left = got
-        while left:
+    Into a regular file (without O_APPEND) the bytes go through a pipe in the kernel (``splice``) and
+    never enter this process; anything else (a terminal, a pipe) gets them copied through a buffer."""
+    try:
+        spliceable = stat.S_ISREG(os.fstat(fd).st_mode) and not fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_APPEND
+    except OSError as exc:
+        raise LocalIOError(f"cannot write the download: {exc.strerror}") from None
+    if not spliceable or not hasattr(os, "splice"):
+        view = memoryview(bytearray(CHUNK))
+
+        def copy(n: int) -> int:
+            got = _from_socket(sock.recv_into, view, n)
+            _write_all(fd, view[:got])
+            return got
+
+        yield copy
+        return
+    r, w = os.pipe()
+    try:
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, CHUNK)
+
+        def splice(n: int) -> int:
+            got = _from_socket(os.splice, sock.fileno(), w, n)
+            left = got
             try:
-                left -= os.splice(r, fd, left)
+                while left:
+                    left -= os.splice(r, fd, left)
             except OSError as exc:
                 raise LocalIOError(f"cannot write the download: {exc.strerror}") from None
-        return got
+            return got
 
-    weakref.finalize(move, _close_all, r, w)
-    return move
-
-
-def _close_all(*fds: int) -> None:
-    for fd in fds:
-        with contextlib.suppress(OSError):
-            os.close(fd)
+        yield splice
+    finally:
+        os.close(r)
+        os.close(w)
 
 
-def _copier(sock: socket.socket, fd: int) -> Callable[[int], int]:
-    view = memoryview(bytearray(CHUNK))
-
-    def move(n: int) -> int:
-        got = sock.recv_into(view, n)
-        _write_all(fd, view[:got])
-        return got
-
-    return move
+def _from_socket(read: Callable[..., int], *args: object) -> int:
+    try:
+        return read(*args)
+    except OSError as exc:
+        raise DaemonError(f"the download broke off: {exc}", exit_code=5) from None
 
 
 def _write_all(fd: int, data: bytes | memoryview) -> None:

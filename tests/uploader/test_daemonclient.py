@@ -96,9 +96,10 @@ def test_a_pipe_gets_the_body_by_copying(serve: list[OneShot]) -> None:
     with socket.create_connection(("127.0.0.1", int(s.url.rsplit(":", 1)[1]))) as sock:
         sock.sendall(b"GET / HTTP/1.0\r\n\r\n")
         answer = daemonclient._read_head(sock, s.url)
-        assert daemonclient._splicer(sock, w) is None
-        with tempfile.TemporaryFile() as regular:  # a file takes the zero-copy path
-            assert daemonclient._splicer(sock, regular.fileno()) is not None
+        with daemonclient._mover(sock, w) as move:
+            assert move.__name__ == "copy"
+        with tempfile.TemporaryFile() as regular, daemonclient._mover(sock, regular.fileno()) as move:
+            assert move.__name__ == "splice"  # a file takes the zero-copy path
         assert daemonclient._receive(sock, answer, w, None) == len(body)
     os.close(w)
     reader.join(10)
