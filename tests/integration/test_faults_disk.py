@@ -25,6 +25,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -235,7 +236,10 @@ def test_a_disk_that_fills_mid_upload(tmp_path: Path) -> None:
             grid.start()
 
             async def main() -> str:
-                async with GridClient(grid.config()) as client:
+                # window 4: a write every 2 segments, so the victim's share of this 8-10-segment file
+                # arrives in pieces and the fill lands mid-share (with the default 16, the first write
+                # carries 8 segments and the share can be whole before the watcher sees it).
+                async with GridClient(replace(grid.config(), window=4)) as client:
                     result = await client.upload(path, params=PARAMS, happy=7, secret=secret)
                     return str(result.cap)
 
