@@ -97,10 +97,15 @@ async def _concurrent(config_path: Path, paths: list[Path]) -> float:
     return sum(p.stat().st_size for p in paths) / wall / 1e6
 
 
-def _wipe_shares(grid: Path) -> None:
-    """Delete the servers' shares (complete and in progress), so each upload sends everything."""
-    for shares in grid.glob("server-*/shares"):
-        shutil.rmtree(shares)
+def _wipe_shares(grid: Path) -> int:
+    """Delete the servers' complete shares (no upload is running), so each upload sends everything
+    and the disk and page cache hold only what the next measurement writes; how many share files."""
+    gone = 0
+    for prefix in grid.glob("server-*/storage/shares/*"):
+        if prefix.name != "incoming":
+            gone += sum(1 for p in prefix.rglob("*") if p.is_file())
+            shutil.rmtree(prefix)
+    return gone
 
 
 def run(sizes: list[int] | None = None, quick: bool = False, stock: bool = True) -> dict[str, Any]:
@@ -133,7 +138,8 @@ def run(sizes: list[int] | None = None, quick: bool = False, stock: bool = True)
                 paths = [Path(tmp) / f"part-{i}" for i in range(4)]
                 for p in paths:
                     _write_file(p, each)
-                _wipe_shares(grid)
+                if not _wipe_shares(grid):  # the uploads before left shares: finding none is a bug here
+                    raise RuntimeError(f"no share files under {grid}/server-*/storage/shares to wipe")
                 together = aio.run(_concurrent(grid / "uploader.toml", paths))
                 for p in paths:
                     p.unlink()
