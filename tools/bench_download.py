@@ -40,6 +40,7 @@ from tools.daemon import running_daemon
 from tools.measure import children_cpu_s, process_cpu_s, same_bytes, tree_cpu_s
 from uploader import aio
 from uploader.chk.caps import ChkCap
+from uploader.commands.get import DOWNLOAD_SLOTS
 from uploader.config import load_config
 from uploader.download import FileSink
 from uploader.gridclient import GridClient
@@ -72,7 +73,7 @@ def _warm(grid: Path, cap: ChkCap) -> None:
 async def _download(grid: Path, cap: ChkCap, out: Path, server_pids: list[int]) -> dict[str, float]:
     gb = cap.size / 1e9
     children0 = children_cpu_s()
-    async with GridClient(_config(grid), max_uploads=2) as client:
+    async with GridClient(_config(grid), slot_count=DOWNLOAD_SLOTS) as client:  # as `get` runs it
         servers0 = sum(process_cpu_s(p) for p in server_pids)
         cpu0, t0 = time.process_time(), time.perf_counter()
         sink = FileSink(out, 0, cap.size)
@@ -133,6 +134,7 @@ def run(sizes: list[int] | None = None, quick: bool = False, stock: bool = True)
                 path, out = Path(tmp) / f"file-{size}", Path(tmp) / "out"
                 _write_file(path, size)
                 cap = aio.run(_upload(grid, path))
+                os.sync()  # the upload's shares on disk: no writeback competes with the downloads
                 _warm(grid, cap)
                 row: dict[str, Any] = aio.run(_download(grid, cap, out, pids))
                 row["verified_equal"] = same_bytes(path, out)

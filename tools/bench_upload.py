@@ -119,8 +119,10 @@ def run(sizes: list[int] | None = None, quick: bool = False, stock: bool = True)
             for size in sizes:
                 path = Path(tmp) / f"file-{size}"
                 _write_file(path, size)
+                os.sync()  # each measurement starts with no writeback of the one before competing
                 row = aio.run(_measure(grid / "uploader.toml", path, pids))
                 if stock and not quick:
+                    os.sync()
                     row.update(_stock(grid, path))
                     if row.get("stock_tahoe_put_mb_per_s"):
                         row["put_vs_stock_tahoe"] = round(
@@ -140,6 +142,7 @@ def run(sizes: list[int] | None = None, quick: bool = False, stock: bool = True)
                     _write_file(p, each)
                 if not _wipe_shares(grid):  # the uploads before left shares: finding none is a bug here
                     raise RuntimeError(f"no share files under {grid}/server-*/storage/shares to wipe")
+                os.sync()
                 together = aio.run(_concurrent(grid / "uploader.toml", paths))
                 for p in paths:
                     p.unlink()
