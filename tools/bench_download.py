@@ -17,6 +17,7 @@ reads its shares once so that every reader finds them in the page cache, then in
 | ``get_daemon_cli_mb_per_s`` | the same command with ``UPLOADER_DAEMON`` naming a running daemon (``serve``) for this grid: the CLI asks the daemon, which downloads and streams the file back — how ``tahoe get`` works with its node |
 | ``daemon_cpu_s_per_gb`` | the daemon and its workers + that CLI + the 10 servers, CPU-s per GB |
 | ``get_cli_vs_stock_tahoe`` | ``get_cli_mb_per_s / stock_tahoe_get_mb_per_s``: the one-shot CLI (starts its own workers) |
+| ``1MB_start_up`` | median seconds of 3 ``get``s of a 1 MB file: one-shot, through the daemon, stock ``tahoe get`` |
 | ``get_daemon_cli_vs_stock_tahoe`` | ``get_daemon_cli_mb_per_s / stock_tahoe_get_mb_per_s``: both a CLI in front of a running node (the issue's target: at least 4) |
 
 Everything runs on the same machine at the same time, so ratios are what to compare.
@@ -28,6 +29,7 @@ import argparse
 import contextlib
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -91,23 +93,54 @@ async def _download(grid: Path, cap: ChkCap, out: Path, server_pids: list[int]) 
     }
 
 
-def _cli_get(grid: Path, cap: ChkCap, out: Path) -> float:
-    cmd = [sys.executable, "-m", "uploader", "get", str(cap), "-o", str(out)]
+def _timed_get(grid: Path, cap: ChkCap, out: Path, daemon_url: str | None = None) -> float:
+    """Seconds of ``python -m uploader get CAP -o OUT``, start to exit (through the daemon when given)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("UPLOADER_")}
+    if daemon_url is not None:
+        env["UPLOADER_DAEMON"] = daemon_url
+    cmd = [
+        sys.executable,
+        "-m",
+        "uploader",
+        "get",
+        str(cap),
+        "-o",
+        str(out),
+        "--config",
+        str(grid / "uploader.toml"),
+    ]
     start = time.perf_counter()
-    subprocess.run([*cmd, "--config", str(grid / "uploader.toml")], cwd=REPO, check=True, capture_output=True)
-    return round(cap.size / (time.perf_counter() - start) / 1e6, 1)
+    subprocess.run(cmd, cwd=REPO, check=True, capture_output=True, env=env)
+    return time.perf_counter() - start
+
+
+def _cli_get(grid: Path, cap: ChkCap, out: Path) -> float:
+    return round(cap.size / _timed_get(grid, cap, out) / 1e6, 1)
+
+
+def _start_up(grid: Path, url: str, node: Any, tmp: Path) -> dict[str, Any]:
+    """Median seconds of 3 ``get``s of a 1 MB file: what a command costs beyond moving bytes."""
+    path, out = tmp / "small", tmp / "small-out"
+    _write_file(path, 1_000_000)
+    cap = aio.run(_upload(grid, path))
+    row: dict[str, Any] = {
+        "get_cli_s": round(statistics.median(_timed_get(grid, cap, out) for _ in range(3)), 3),
+        "get_daemon_cli_s": round(statistics.median(_timed_get(grid, cap, out, url) for _ in range(3)), 3),
+    }
+    if node is not None and not isinstance(node, str):
+        from tools.stock_tahoe import stock_get_rate
+
+        runs = [stock_get_rate(TAHOE, grid, str(cap), out=out, client=node)["seconds"] for _ in range(3)]
+        row["stock_tahoe_get_s"] = round(statistics.median(runs), 3)
+    row["verified_equal"] = same_bytes(path, out)
+    return row
 
 
 def _daemon_get(
-    url: str, daemon_pid: int, cap: ChkCap, out: Path, server_pids: list[int], source: Path
+    grid: Path, url: str, daemon_pid: int, cap: ChkCap, out: Path, server_pids: list[int], source: Path
 ) -> dict[str, Any]:
-    cmd = [sys.executable, "-m", "uploader", "get", str(cap), "-o", str(out)]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("UPLOADER_")}
-    env["UPLOADER_DAEMON"] = url
     cpu0 = tree_cpu_s(daemon_pid) + children_cpu_s() + sum(process_cpu_s(p) for p in server_pids)
-    start = time.perf_counter()
-    subprocess.run(cmd, cwd=REPO, check=True, capture_output=True, env=env)
-    wall = time.perf_counter() - start
+    wall = _timed_get(grid, cap, out, url)
     cpu = tree_cpu_s(daemon_pid) + children_cpu_s() + sum(process_cpu_s(p) for p in server_pids) - cpu0
     return {
         "get_daemon_cli_mb_per_s": round(cap.size / wall / 1e6, 1),
@@ -141,7 +174,7 @@ def run(sizes: list[int] | None = None, quick: bool = False, stock: bool = True)
                 out.unlink()
                 row["get_cli_mb_per_s"] = _cli_get(grid, cap, out)
                 out.unlink()
-                row.update(_daemon_get(url, daemon.pid, cap, out, pids, path))
+                row.update(_daemon_get(grid, url, daemon.pid, cap, out, pids, path))
                 out.unlink()
                 if isinstance(node, str):
                     row["stock_tahoe_get"] = node
@@ -159,6 +192,7 @@ def run(sizes: list[int] | None = None, quick: bool = False, stock: bool = True)
                     out.unlink()
                 results[f"{size / 2**20:.0f}MiB"] = row
                 path.unlink()
+            results["1MB_start_up"] = _start_up(grid, url, node, Path(tmp))
         finally:
             stack.close()
             if node is not None and not isinstance(node, str):
