@@ -367,6 +367,60 @@ def test_abort(gbs: GbsClient, bucket: bytes, server: ServerProcess) -> None:
     assert gbs.allocate(si, [1], 100, b"x" * 20).allocated == {1}  # can be made again
 
 
+def _open_patch(gbs: GbsClient, si: bytes, shnum: int, secret: bytes, first: int, size: int) -> ssl.SSLSocket:
+    """A raw TLS connection with a PATCH's head sent (chunked): the test sends the body itself."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    tls = ctx.wrap_socket(socket.create_connection((gbs.nurl.host, gbs.nurl.port), timeout=30))
+    head = (
+        f"PATCH {wire.share_path(si, shnum)} HTTP/1.1\r\nHost: x\r\n"
+        f"Authorization: {wire.build_authorization(gbs.nurl.swissnum)}\r\n"
+        f"X-Tahoe-Authorization: {wire.build_secret_headers({Secret.UPLOAD: secret})[0][1]}\r\n"
+        f"Content-Range: bytes {first}-{first + size - 1}/*\r\nTransfer-Encoding: chunked\r\n"
+        "Connection: close\r\n\r\n"
+    )
+    tls.sendall(head.encode())
+    return tls
+
+
+def _status(tls: ssl.SSLSocket) -> int:
+    line = tls.recv(200).split(b"\r\n", 1)[0]  # b"HTTP/1.1 201 Created"
+    tls.close()
+    return int(line.split()[1])
+
+
+def test_two_patches_that_complete_a_share_together_both_succeed(gbs: GbsClient) -> None:
+    """Each PATCH has written its half before either ends its body: both then find the share
+    complete; one finishes it, the other waits for that and answers the same (not a 500)."""
+    for _ in range(3):
+        si, up, data = new_si(), b"u" * 20, os.urandom(32)
+        assert gbs.allocate(si, [0], 32, up).allocated == {0}
+        a = _open_patch(gbs, si, 0, up, 0, 16)
+        b = _open_patch(gbs, si, 0, up, 16, 16)
+        a.sendall(b"10\r\n" + data[:16] + b"\r\n")
+        b.sendall(b"10\r\n" + data[16:] + b"\r\n")
+        time.sleep(0.2)  # both halves stored; neither body has ended yet
+        a.sendall(b"0\r\n\r\n")
+        b.sendall(b"0\r\n\r\n")
+        assert (_status(a), _status(b)) == (201, 201)
+        assert gbs.read(si, 0, 0, 31).body == data
+
+
+def test_abort_during_a_patch_then_a_new_upload_of_the_share(gbs: GbsClient, server: ServerProcess) -> None:
+    si, first, second, data = new_si(), b"u" * 20, b"v" * 20, os.urandom(1000)
+    assert gbs.allocate(si, [0], 1000, first).allocated == {0}
+    old = _open_patch(gbs, si, 0, first, 0, 1000)
+    old.sendall(b"%x\r\n" % 100 + data[:100] + b"\r\n")
+    time.sleep(0.2)
+    assert gbs.request("PUT", wire.abort_path(si, 0), secrets={Secret.UPLOAD: first}).status == 200
+    assert gbs.allocate(si, [0], 1000, second).allocated == {0}
+    assert gbs.write(si, 0, second, 0, data[:100]).status == 200
+    old.sendall(b"%x\r\n" % 900 + data[100:] + b"\r\n0\r\n\r\n")
+    assert _status(old) == 404  # the aborted upload's PATCH
+    assert gbs.write(si, 0, second, 100, data[100:]).status == 201
+    assert gbs.read(si, 0, 0, 999).body == data
+
+
 # --- read (§6.6) -------------------------------------------------------------------------------
 
 
@@ -511,6 +565,42 @@ def test_idle_buckets_are_aborted_and_slow_bodies_time_out(tmp_path: Path) -> No
         assert resp.status == 200 and wire.parse_required_ranges(resp.body) == (Span(10, 100),)
     finally:
         assert srv.stop() == 0
+
+
+def test_a_client_gone_mid_body_and_a_stalled_cbor_body(tmp_path: Path) -> None:
+    srv = ServerProcess(tmp_path / "gone", "--request-timeout", "0.5")
+    try:
+        gbs, si = srv.client, new_si()
+        assert gbs.allocate(si, [0], 100, b"v" * 20).allocated == {0}
+        assert gbs.write(si, 0, b"v" * 20, 0, b"y" * 10).status == 200
+        # A client that goes away mid-body: the bytes that came are kept, and the log stays calm.
+        tls = _open_patch(gbs, si, 0, b"v" * 20, 10, 90)
+        tls.sendall(b"a\r\n" + b"z" * 10 + b"\r\n")
+        time.sleep(0.2)
+        tls.close()
+        # An allocate whose CBOR body stalls: 408 too (not a 500).
+        conn = gbs.connect()
+        try:
+            conn.putrequest("POST", wire.allocate_path(new_si()))
+            conn.putheader("Authorization", wire.build_authorization(gbs.nurl.swissnum))
+            for name, value in wire.build_secret_headers(ALLOC):
+                conn.putheader(name, value)
+            conn.putheader("Content-Type", wire.CBOR_MIME_TYPE)
+            conn.putheader("Content-Length", "100")
+            conn.endheaders(b"\xa2")
+            assert conn.getresponse().status == 408
+        finally:
+            conn.close()
+        deadline = time.monotonic() + 10
+        while (required := gbs.write(si, 0, b"v" * 20, 0, b"y" * 10).body) != wire.build_required_ranges(
+            [Span(20, 100)]
+        ):
+            assert time.monotonic() < deadline, wire.parse_required_ranges(required)
+            time.sleep(0.05)
+    finally:
+        assert srv.stop() == 0
+    log = (tmp_path / "gone.log").read_text()
+    assert "Traceback" not in log and "Error handling request" not in log, log
 
 
 def test_shares_survive_a_restart_on_the_same_nurl(tmp_path: Path) -> None:

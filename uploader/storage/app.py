@@ -28,8 +28,8 @@ from typing import Any
 
 from aiohttp import web
 
-from uploader.storage.errors import BadBody, BodyTooLarge, ShareNotFound
-from uploader.storage.store import ShareStore
+from uploader.storage.errors import BadBody, BodyTooLarge, ShareNotFound, StorageError
+from uploader.storage.store import Bucket, BucketState, ShareStore
 from uploader.wire import protocol as wire
 from workers.errors import UploaderError
 
@@ -106,6 +106,7 @@ class StorageApp:
     def __init__(self, store: ShareStore, settings: AppSettings) -> None:
         self.store = store
         self.settings = settings
+        self._finishing: dict[Bucket, asyncio.Event] = {}  # buckets being fsynced and moved into place
 
     def application(self) -> web.Application:
         middlewares: list[Any] = [_errors]
@@ -153,14 +154,18 @@ class StorageApp:
                 f"request body of {request.content_length} bytes is over the {limit}-byte limit"
             )
         body = bytearray()
-        async with asyncio.timeout(self.settings.request_timeout_s):
-            while True:
-                chunk = await request.content.read(limit + 1 - len(body))
-                if not chunk:
-                    break
-                body += chunk
-                if len(body) > limit:
-                    raise BodyTooLarge(f"request body is over the {limit}-byte limit")
+        timeout_s = self.settings.request_timeout_s
+        try:
+            async with asyncio.timeout(timeout_s):
+                while True:
+                    chunk = await request.content.read(limit + 1 - len(body))
+                    if not chunk:
+                        break
+                    body += chunk
+                    if len(body) > limit:
+                        raise BodyTooLarge(f"request body is over the {limit}-byte limit")
+        except TimeoutError:
+            raise RequestTimeout(f"the request body did not arrive within {timeout_s:g} s") from None
         return bytes(body)
 
     @staticmethod
@@ -220,6 +225,10 @@ class StorageApp:
                         data = await content.readany()  # one chunk as received: no joining copy
                 except TimeoutError:
                     raise RequestTimeout(f"no body bytes for {timeout_s:g} s") from None
+                except ConnectionError:  # the client went away: what arrived is kept (resumable)
+                    raise BadBody(
+                        f"connection lost after {span.length - remaining} of {span.length} body bytes"
+                    ) from None
                 if not data:
                     raise BadBody(f"body ended after {span.length - remaining} of {span.length} bytes")
                 if len(data) > remaining:  # aiohttp stops a body at its length; a chunked one may not
@@ -236,17 +245,31 @@ class StorageApp:
                 if extra:
                     raise BadBody(f"body is longer than Content-Range ({span.length} bytes)")
             if bucket.complete:
-                store.start_finish(bucket)
-                ok = False
-                try:
-                    await asyncio.to_thread(store.finish_sync, bucket, fd)
-                    ok = True
-                finally:
-                    store.end_finish(bucket, ok)
+                await self._finish(bucket, fd)
                 created = True
         finally:
             store.end_write(bucket, fd)
         return self._cbor(wire.build_required_ranges(bucket.required()), 201 if created else 200)
+
+    async def _finish(self, bucket: Bucket, fd: int) -> None:
+        """Complete the share: the first PATCH to find it complete fsyncs and renames it; any other
+        one that also wrote its last bytes (pipelined PATCHes) waits for that and answers the same."""
+        finishing = self._finishing.get(bucket)
+        if finishing is not None:
+            await finishing.wait()
+        elif bucket.state is BucketState.OPEN:
+            done = self._finishing[bucket] = asyncio.Event()
+            self.store.start_finish(bucket)
+            ok = False
+            try:
+                await asyncio.to_thread(self.store.finish_sync, bucket, fd)
+                ok = True
+            finally:
+                self.store.end_finish(bucket, ok)
+                del self._finishing[bucket]
+                done.set()
+        if bucket.state is not BucketState.DONE:
+            raise StorageError(f"share {bucket.shnum} could not be completed (see the server's log)")
 
     async def abort(self, request: web.Request) -> web.StreamResponse:
         secrets = self._guard(request, wire.UPLOAD_SECRETS)

@@ -22,6 +22,7 @@ Once a write completes the share, later writes and aborts of it see it as gone o
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import errno
 import hmac
@@ -238,9 +239,21 @@ class ShareStore:
             update = container.plan_add_or_renew(header, area, lease_offset, renew, cancel, now_s)
             if update is None:
                 return
-            os.pwrite(fd, update.record, update.offset)
-            if update.num_leases != header.num_leases:
-                os.pwrite(fd, container.pack_header(header.legacy_size, update.num_leases, header.version), 0)
+            appended = update.num_leases != header.num_leases
+            try:
+                if os.pwrite(fd, update.record, update.offset) != len(update.record):
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                if appended:
+                    os.pwrite(
+                        fd, container.pack_header(header.legacy_size, update.num_leases, header.version), 0
+                    )
+            except OSError as exc:
+                # The share's length is the file's size less its leases: a record appended in part,
+                # or without the header counting it, would change the share. Cut the file back.
+                if appended:
+                    with contextlib.suppress(OSError):
+                        os.ftruncate(fd, size)
+                raise StorageError(f"cannot record a lease on share {path.name}: {exc.strerror}") from None
         finally:
             os.close(fd)
 
@@ -277,7 +290,10 @@ class ShareStore:
         now = self._wall()
         directory = self.share_dir(storage_index)
         for shnum in have:
-            self._add_or_renew(directory / str(shnum), renew, cancel, now)
+            try:
+                self._add_or_renew(directory / str(shnum), renew, cancel, now)
+            except StorageError as exc:  # e.g. a full disk: the share is still here, and said so
+                log.warning("allocate: %s", exc)
         room = self.remaining_space()
         limit = self.settings.max_share_size
         allocated: list[int] = []
@@ -404,9 +420,6 @@ class ShareStore:
         os.close(fd)
         bucket.writers -= 1
         bucket.last_activity = self._mono()
-        if bucket.state is BucketState.ABORTED and not bucket.writers:
-            fsutil.unlink_quietly(bucket.incoming)
-            fsutil.remove_empty_dirs(bucket.incoming.parent, self.incoming)
 
     def start_finish(self, bucket: Bucket) -> None:
         """Every byte is written: no more writes or aborts; ``finish_sync`` comes next."""
@@ -451,11 +464,13 @@ class ShareStore:
         self._drop(bucket)
 
     def _drop(self, bucket: Bucket) -> None:
+        # The file goes now, even while a PATCH still has it open: that writer's fd keeps the
+        # (nameless) inode until it lets go, and its next write fails on the state. Unlinking later,
+        # by path, would delete the file of a new upload of the same share allocated meanwhile.
         bucket.state = BucketState.ABORTED
         self._buckets.pop(bucket.key, None)
-        if not bucket.writers:  # else end_write unlinks it once the last writer lets go
-            fsutil.unlink_quietly(bucket.incoming)
-            fsutil.remove_empty_dirs(bucket.incoming.parent, self.incoming)
+        fsutil.unlink_quietly(bucket.incoming)
+        fsutil.remove_empty_dirs(bucket.incoming.parent, self.incoming)
 
     def expire_idle(self) -> list[Bucket]:
         """Abort open buckets that saw no write for ``idle_bucket_timeout_s``; returns them."""
@@ -481,16 +496,28 @@ class ShareStore:
         si = storage_index_text(storage_index)
         self.advisories.mkdir(parents=True, exist_ok=True)
         stamp = time.strftime("%Y-%m-%dT%H%M%S", time.gmtime(self._wall()))
-        path = self.advisories / f"{stamp}--{si}-{shnum}"
-        n = 0
-        while path.exists():
-            n += 1
-            path = self.advisories / f"{stamp}.{n}--{si}-{shnum}"
         text = (
             "report: Share Corruption\ntype: immutable\n"
             f"storage_index: {si}\nshare_number: {shnum}\n\n{reason}\n\n"
-        )
-        path.write_text(text, encoding="utf-8")
+        ).encode()
+        n = 0
+        while True:
+            path = self.advisories / (f"{stamp}--{si}-{shnum}" if n == 0 else f"{stamp}.{n}--{si}-{shnum}")
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+            except FileExistsError:
+                n += 1
+                continue
+            except OSError as exc:
+                raise StorageError(f"cannot record the corruption report: {exc.strerror}") from None
+            break
+        try:
+            fsutil.pwritev_all(fd, [text], 0)
+        except OSError as exc:
+            fsutil.unlink_quietly(path)  # no half-written report
+            raise StorageError(f"cannot record the corruption report: {exc.strerror}") from None
+        finally:
+            os.close(fd)
         return path
 
 

@@ -14,6 +14,7 @@ from uploader.storage.errors import (
     AlreadyComplete,
     ConflictingWrite,
     ShareNotFound,
+    StorageError,
     UploadSecretMismatch,
     WriteOutOfBounds,
 )
@@ -185,12 +186,37 @@ def test_abort_while_a_write_holds_the_bucket(tmp_path: Path) -> None:
     fd = store.begin_write(bucket, 0, 10)
     store.write(bucket, fd, 0, [b"12345"])
     store.abort(SI, 0, U)
-    assert bucket.incoming.exists()  # the writer still has it open
+    assert not bucket.incoming.exists()  # gone at once; the writer's fd keeps the nameless inode
     with pytest.raises(ShareNotFound):
         store.write(bucket, fd, 5, [b"67890"])
     store.end_write(bucket, fd)
-    assert not bucket.incoming.exists()
     assert store.complete_shares(SI) == []
+
+
+def test_a_write_ending_after_abort_and_reallocation_leaves_the_new_upload_alone(tmp_path: Path) -> None:
+    store, _ = make_store(tmp_path)
+    store.allocate(SI, [0], 10, R, C, U)
+    old = store.bucket(SI, 0, U)
+    fd = store.begin_write(old, 0, 10)
+    store.write(old, fd, 0, [b"12345"])
+    store.abort(SI, 0, U)
+    assert store.allocate(SI, [0], 10, R, C, b"v" * 20) == ([], [0])  # a new upload, same share
+    new = store.bucket(SI, 0, b"v" * 20)
+    fd2 = store.begin_write(new, 0, 5)
+    store.write(new, fd2, 0, [b"abcde"])
+    store.end_write(new, fd2)
+    with pytest.raises(ShareNotFound):
+        store.write(old, fd, 5, [b"67890"])
+    store.end_write(old, fd)  # the old PATCH lets go: the new upload's file must stay
+    assert new.incoming.exists()
+    fd2 = store.begin_write(new, 5, 10)
+    store.write(new, fd2, 5, [b"fghij"])
+    store.start_finish(new)
+    store.finish_sync(new, fd2)
+    store.end_finish(new, True)
+    store.end_write(new, fd2)
+    with store.open_share(SI, 0) as reader:
+        assert reader.read(0, 10) == b"abcdefghij"
 
 
 def test_leases_add_and_renew_on_complete_shares(tmp_path: Path) -> None:
@@ -268,6 +294,50 @@ def test_non_immutable_files_are_not_shares(tmp_path: Path) -> None:
     assert store.complete_shares(SI) == []
     with pytest.raises(ShareNotFound):
         store.open_share(SI, 3)
+
+
+def test_a_lease_that_cannot_be_written_leaves_the_share_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, _ = make_store(tmp_path)
+    store.allocate(SI, [0], 10, R, C, U)
+    upload(store, 0, b"z" * 10)
+    path = store.share_dir(SI) / "0"
+    before = path.read_bytes()
+    real_pwrite = os.pwrite
+
+    def full_disk(fd: int, data: bytes, offset: int) -> int:  # the appended record gets 20 bytes in
+        if len(data) == c.LEASE_SIZE and offset == len(before):
+            real_pwrite(fd, data[:20], offset)
+            return 20
+        return real_pwrite(fd, data, offset)
+
+    monkeypatch.setattr(os, "pwrite", full_disk)
+    with pytest.raises(StorageError, match="cannot record a lease on share 0"):
+        store.add_or_renew_lease(SI, b"n" * 32, b"m" * 32)
+    assert path.read_bytes() == before  # cut back: same length, same header, same single lease
+    # allocate still reports the share it holds (the lease is what it could not add)
+    assert store.allocate(SI, [0, 1], 10, b"n" * 32, b"m" * 32, U) == ([0], [1])
+    assert path.read_bytes() == before
+    monkeypatch.setattr(os, "pwrite", real_pwrite)
+    store.add_or_renew_lease(SI, b"n" * 32, b"m" * 32)
+    assert len(path.read_bytes()) == len(before) + c.LEASE_SIZE
+
+
+def test_a_corruption_report_that_cannot_be_written_leaves_no_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, _ = make_store(tmp_path)
+    store.allocate(SI, [0], 10, R, C, U)
+    upload(store, 0, b"k" * 10)
+
+    def full_disk(fd: int, chunks: object, offset: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("uploader.storage.fsutil.pwritev_all", full_disk)
+    with pytest.raises(StorageError, match="cannot record the corruption report: No space"):
+        store.advise_corrupt(SI, 0, "bad block")
+    assert list(store.advisories.iterdir()) == []
 
 
 def test_corruption_advisory(tmp_path: Path) -> None:
