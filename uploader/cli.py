@@ -112,7 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser(_command_named(argv))
     args = parser.parse_args(argv)
     try:
-        config = config_from_args(args)
+        # `grid` and `storage` read no client configuration: a broken one must not stop a grid
+        config = config_from_args(args) if getattr(args, "needs_config", True) else Config()
         code: int = args.run(args, config)
         return code
     except UploaderError as exc:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from uploader.errors import ConfigError
+from uploader.wire.nurl import NurlError, parse_nurl
 
 DEFAULT_API_LISTEN = "127.0.0.1:3456"
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -82,6 +83,16 @@ def _positive_int(name: str, value: Any) -> int:
     return number
 
 
+MAX_SEGMENT_SIZE_LIMIT = 1 << 30  # bytes; each slot holds N/k of a segment, window slots per upload
+
+
+def _segment_size(name: str, value: Any) -> int:
+    number = _positive_int(name, value)
+    if number > MAX_SEGMENT_SIZE_LIMIT:
+        raise ValueError(f"expected a whole number of bytes from 1 to {MAX_SEGMENT_SIZE_LIMIT}")
+    return number
+
+
 def _positive_float(name: str, value: Any) -> float:
     if isinstance(value, bool):
         raise ValueError("expected a number of seconds")
@@ -89,8 +100,8 @@ def _positive_float(name: str, value: Any) -> float:
         number = float(value)
     except (TypeError, ValueError):
         raise ValueError("expected a number of seconds") from None
-    if not number > 0:
-        raise ValueError("expected a number of seconds > 0")
+    if not 0 < number < float("inf"):
+        raise ValueError("expected a number of seconds > 0 (and finite)")
     return number
 
 
@@ -160,7 +171,7 @@ _PARSERS: dict[str, Any] = {
     "shares_needed": _positive_int,
     "shares_total": _positive_int,
     "shares_happy": _positive_int,
-    "max_segment_size": _positive_int,
+    "max_segment_size": _segment_size,
     "pipeline_depth": _depth,
     "link_mbit_per_s": _mbit,
     "window": _positive_int,
@@ -198,6 +209,7 @@ def find_config_file(explicit: Path | None, env: Mapping[str, str]) -> Path | No
 def load_config(path: Path | None, env: Mapping[str, str], cli: Mapping[str, Any]) -> Config:
     """Defaults < config file < UPLOADER_* environment < command line (``None`` CLI values are unset)."""
     values: dict[str, Any] = {"data_dir": default_data_dir(env)}
+    origin: dict[str, str] = {}  # where each value set came from, for messages
     servers: tuple[ServerEntry, ...] = ()
     source = find_config_file(path, env)
     if source is not None:
@@ -208,6 +220,7 @@ def load_config(path: Path | None, env: Mapping[str, str], cli: Mapping[str, Any
                 servers = _parse_servers(raw, where)
             elif key in _PARSERS:
                 values[key] = _parse(key, raw, f"{where}")
+                origin[key] = where
             else:
                 raise ConfigError(
                     f"unknown setting {key!r} in {where}; known settings: {', '.join(SETTINGS)}, servers"
@@ -221,15 +234,18 @@ def load_config(path: Path | None, env: Mapping[str, str], cli: Mapping[str, Any
         var = "UPLOADER_" + key.upper()
         if var in env:
             values[key] = _parse(key, env[var], var)
+            origin[key] = var
     for key, raw in cli.items():
         if raw is not None:
             if key not in _PARSERS:
                 raise KeyError(f"not a setting: {key}")
             values[key] = _parse(key, raw, "--" + key.replace("_", "-"))
+            origin[key] = "--" + key.replace("_", "-")
     if "shares_happy" not in values:
         values["shares_happy"] = min(Config.shares_happy, values.get("shares_total", Config.shares_total))
+        origin["shares_happy"] = "the default, min(7, shares_total)"
     config = Config(**values, servers=servers, source=source)
-    _check_relations(config)
+    _check_relations(config, origin)
     return config
 
 
@@ -272,6 +288,10 @@ def _parse_servers(raw: Any, where: str) -> tuple[ServerEntry, ...]:
             raise ConfigError(
                 f"servers[{i}].nurl (from {where}) must start with pb://, got {entry['nurl'][:16]!r}…"
             )
+        try:
+            parse_nurl(entry["nurl"])
+        except NurlError as exc:  # its text shows no more of the NURL than its first characters
+            raise ConfigError(f"servers[{i}].nurl (from {where}) is not a NURL: {exc}") from None
         nickname = entry.get("nickname")
         if nickname is not None and not isinstance(nickname, str):
             raise ConfigError(f"servers[{i}].nickname (from {where}) must be a string")
@@ -279,11 +299,14 @@ def _parse_servers(raw: Any, where: str) -> tuple[ServerEntry, ...]:
     return tuple(out)
 
 
-def _check_relations(config: Config) -> None:
+def _check_relations(config: Config, origin: Mapping[str, str]) -> None:
+    def named(key: str) -> str:
+        return f"{key} = {getattr(config, key)} (from {origin.get(key, 'the default')})"
+
     k, n, h = config.shares_needed, config.shares_total, config.shares_happy
     if not k <= n <= 256:
         raise ConfigError(
-            f"shares_needed ({k}) and shares_total ({n}) must satisfy 1 <= needed <= total <= 256"
+            f"{named('shares_needed')} and {named('shares_total')} must satisfy 1 <= needed <= total <= 256"
         )
     if not 1 <= h <= n:
-        raise ConfigError(f"shares_happy ({h}) must be between 1 and shares_total ({n})")
+        raise ConfigError(f"{named('shares_happy')} must be between 1 and {named('shares_total')}")

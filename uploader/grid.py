@@ -200,13 +200,14 @@ def client_config_text(directory: Path, nurls: Sequence[tuple[str, Nurl]]) -> st
     """A complete ``uploader.toml`` for this grid (keys of uploader.config)."""
     n = len(nurls)
     happy = min(7, n)
-    lines = [
-        f"# The embedded local grid in {directory}, written by `python -m uploader grid start`.",
-        "shares_total = 10",
-        f"shares_happy = {happy}",
-        f"shares_needed = {min(3, happy)}",
-        f"data_dir = {_toml_str(str(directory / 'client'))}",
-    ]
+    lines = [f"# The embedded local grid in {directory}, written by `python -m uploader grid start`."]
+    # k, N and happiness stay at their defaults (flags like `-k 2 -n 4` then work as documented),
+    # except what a grid of fewer than 7 servers cannot meet.
+    if happy < 7:
+        lines.append(f"shares_happy = {happy}")
+    if happy < 3:
+        lines.append(f"shares_needed = {happy}")
+    lines.append(f"data_dir = {_toml_str(str(directory / 'client'))}")
     for name, nurl in nurls:
         lines += ["", "[[servers]]", f"nurl = {_toml_str(str(nurl))}", f"nickname = {_toml_str(name)}"]
     return "\n".join(lines) + "\n"

@@ -23,13 +23,13 @@ from workers.base32 import b32decode, b32encode
 pytestmark = pytest.mark.integration
 
 
-def uploader(*args: str) -> subprocess.CompletedProcess[str]:
+def uploader(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "uploader", *args],
         capture_output=True,
         text=True,
         cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+        env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
         timeout=120,
     )
 
@@ -81,7 +81,11 @@ def test_grid_lifecycle(tmp_path: Path, isolated_home: Path) -> None:
     gbs.allocate(si, [0], 10, b"u" * 20)
     assert gbs.write(si, 0, b"u" * 20, 0, b"0123456789").status == 201
     pids = [s.pid for s in GridRecord.load(grid).servers]  # type: ignore[union-attr]
-    assert uploader("grid", "stop", "--dir", str(grid)).returncode == 0
+    # grid commands read no client configuration: a broken one does not stop them
+    broken = {"UPLOADER_CONFIG": str(tmp_path / "missing.toml"), "UPLOADER_WORKERS": "abc"}
+    assert uploader("grid", "status", "--dir", str(grid), env=broken).returncode == 0
+    stopped = uploader("grid", "stop", "--dir", str(grid), env=broken)
+    assert stopped.returncode == 0, stopped.stderr
     assert not any(Path(f"/proc/{pid}").exists() and _alive(pid) for pid in pids if pid)
     down = uploader("grid", "status", "--dir", str(grid))
     assert down.returncode == 1 and down.stdout.count("down") == 3

@@ -40,8 +40,29 @@ def test_happy_defaults_to_at_most_n(tmp_path: Path) -> None:
     assert (
         load_config(None, {"HOME": str(tmp_path)}, {"shares_needed": 1, "shares_total": 1}).shares_happy == 1
     )
-    with pytest.raises(ConfigError, match=r"shares_happy \(9\) must be between 1 and shares_total \(5\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"shares_happy = 9 \(from --shares-happy\) must be between 1 and shares_total = 5 \(from --shares-total\)",
+    ):
         load_config(None, {"HOME": str(tmp_path)}, {"shares_total": 5, "shares_happy": 9})
+
+
+def test_relation_errors_say_where_each_value_came_from(tmp_path: Path) -> None:
+    path = write(tmp_path, "shares_happy = 7\n")
+    with pytest.raises(
+        ConfigError,
+        match=r"shares_happy = 7 \(from .*uploader.toml\) must be between 1 and shares_total = 4 \(from --shares-total\)",
+    ):
+        load_config(path, {"HOME": str(tmp_path)}, {"shares_total": 4})
+    with pytest.raises(
+        ConfigError,
+        match=r"shares_needed = 11 \(from UPLOADER_SHARES_NEEDED\) and shares_total = 10 \(from the default\)",
+    ):
+        load_config(None, {"HOME": str(tmp_path), "UPLOADER_SHARES_NEEDED": "11"}, {})
+    # happy left to its default follows N
+    assert (
+        load_config(None, {"HOME": str(tmp_path)}, {"shares_needed": 2, "shares_total": 4}).shares_happy == 4
+    )
 
 
 @pytest.mark.parametrize(
@@ -60,6 +81,13 @@ def test_happy_defaults_to_at_most_n(tmp_path: Path) -> None:
         ("[[servers]]\nnickname = 'x'\n", {}, r"servers\[0\] .* needs a nurl"),
         ("[[servers]]\nnurl = 'http://x'\n", {}, r"must start with pb://"),
         ("shares_needed = 4\nshares_total = 3\n", {}, r"must satisfy 1 <= needed <= total <= 256"),
+        (
+            "[[servers]]\nnurl = 'pb://garbage'\n",
+            {},
+            r"servers\[0\]\.nurl \(from .*uploader.toml\) is not a NURL",
+        ),
+        ("request_timeout_s = inf\n", {}, r"request_timeout_s is inf .*finite"),
+        ("max_segment_size = 999999999999999999999\n", {}, r"max_segment_size .*from 1 to 1073741824"),
     ],
 )
 def test_bad_values_name_setting_and_source(
@@ -109,7 +137,9 @@ def test_the_readme_example_is_a_valid_configuration(tmp_path: Path) -> None:
     readme = (REPO / "README.md").read_text()
     example = re.search(r"```toml\n(.*?)```", readme, re.S)
     assert example is not None
-    path = write(tmp_path, example.group(1))
+    # the example's placeholders, filled in as a real NURL would be
+    text = example.group(1).replace("<spki-hash>", "A" * 43).replace("<swissnum>", "s" * 26)
+    path = write(tmp_path, text)
     config = load_config(path, {"HOME": "/"}, {})
     assert isinstance(config, Config) and len(config.servers) == 1
 

@@ -30,7 +30,18 @@ def test_client_config_is_valid_for_load_config(tmp_path: Path) -> None:
 
 def test_one_server_grid_config() -> None:
     doc = tomllib.loads(client_config_text(Path("/g"), [("server-01", NURLS[0])]))
-    assert (doc["shares_needed"], doc["shares_happy"], doc["shares_total"]) == (1, 1, 10)
+    assert (doc["shares_needed"], doc["shares_happy"]) == (1, 1)
+
+
+def test_a_ten_server_grid_leaves_k_n_and_happy_to_their_defaults(tmp_path: Path) -> None:
+    nurls = [Nurl("A" * 42 + "E", "127.0.0.1", 4000 + i, f"swiss{i}") for i in range(10)]
+    path = tmp_path / "uploader.toml"
+    path.write_text(client_config_text(tmp_path, [(f"server-{i:02}", n) for i, n in enumerate(nurls)]))
+    config = load_config(path, {}, {})
+    assert (config.shares_needed, config.shares_happy, config.shares_total) == (3, 7, 10)
+    # the README's `cap -k 2 -n 4` against the grid's configuration: happiness follows N
+    config = load_config(path, {}, {"shares_needed": 2, "shares_total": 4})
+    assert (config.shares_needed, config.shares_happy, config.shares_total) == (2, 4, 4)
 
 
 def test_servers_yaml_shape() -> None:

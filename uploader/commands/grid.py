@@ -35,7 +35,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     for action in (start, stop, status):
         action.add_argument("--dir", type=Path, required=True, metavar="DIR", help="the grid's directory")
         action.add_argument("--json", action="store_true", help="print JSON Lines, one object per server")
-        action.set_defaults(run=run)
+        action.set_defaults(run=run, needs_config=False)
 
 
 def _line(s: ServerStatus, as_json: bool) -> str:

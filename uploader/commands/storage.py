@@ -119,7 +119,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument(  # benchmarks only (tools/bench_model.py): hidden from --help
         "--emulate-rtt-ms", type=_non_negative_ms, default=0.0, help=argparse.SUPPRESS
     )
-    p.set_defaults(run=run)
+    p.set_defaults(run=run, needs_config=False)
 
 
 def previous_listen(directory: Path) -> tuple[str, int] | None:

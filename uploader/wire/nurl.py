@@ -12,11 +12,10 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-
 from workers.errors import FormatError
+
+# cryptography (~40 ms to import) is loaded by the functions that read certificates, so that
+# parsing a NURL (every configuration load does) stays cheap.
 
 _NURL = re.compile(r"pb://([A-Za-z0-9_-]{43})@([^:/@\s]+|\[[0-9A-Fa-f:]+\]):([0-9]{1,5})/([^/#?\s]+)#v=1")
 
@@ -67,6 +66,10 @@ def spki_hash_of_der_spki(spki_der: bytes) -> str:
 
 def spki_hash_of_cert(cert_der: bytes) -> str:
     """The NURL hash of a DER certificate's public key."""
+    from cryptography import x509
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
     try:
         cert = x509.load_der_x509_certificate(cert_der)
         spki = cert.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
@@ -76,6 +79,9 @@ def spki_hash_of_cert(cert_der: bytes) -> str:
 
 
 def spki_hash_of_pem_cert(pem: bytes) -> str:
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
     try:
         cert = x509.load_pem_x509_certificate(pem)
     except ValueError as exc:
