@@ -11,6 +11,7 @@ import argparse
 import importlib
 import json
 import os
+import select
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -121,5 +122,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("uploader: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:  # e.g. `… | head`: nothing left to tell anyone
+    except BrokenPipeError as exc:
+        if not _stdout_closed():  # a pipe of ours broke, not `… | head`: say so
+            print(f"uploader: error: a connection closed unexpectedly ({exc})", file=sys.stderr)
         return 1
+
+
+def _stdout_closed() -> bool:
+    """Whether stdout is a pipe whose reader is gone (`… | head`): nothing left to tell anyone."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+    except (OSError, ValueError):
+        return True

@@ -29,7 +29,7 @@ import contextlib
 import os
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -184,6 +184,7 @@ class Download:
         length: int | None = None,
         settings: DownloadSettings | None = None,
         progress: Progress | None = None,
+        unreachable: Mapping[str, str] | None = None,
     ) -> None:
         self.pool = pool
         self.cap = cap
@@ -193,7 +194,7 @@ class Download:
         self.offset = min(max(offset, 0), cap.size)
         end = cap.size if length is None else min(cap.size, self.offset + max(length, 0))
         self.length = end - self.offset
-        self.shares = FileShares(clients, cap)
+        self.shares = FileShares(clients, cap, unreachable)
         self.client_id = object()
         self._read_s: float | None = None  # EWMA of batch read times, for hedging
         self._done: dict[int, asyncio.Future[_Done]] = {}

@@ -293,6 +293,7 @@ class GridClient:
             length=length,
             settings=settings,
             progress=progress,
+            unreachable=self.unreachable,
         )
         return await self._track(job.run())
 

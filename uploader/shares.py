@@ -21,7 +21,7 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from uploader.chk.caps import ChkCap, VerifyCap
@@ -115,7 +115,14 @@ class CorruptShare:
 class FileShares:
     """The shares of one storage index for one job (a download or a verify)."""
 
-    def __init__(self, clients: Iterable[StorageClient], cap: ChkCap | VerifyCap) -> None:
+    def __init__(
+        self,
+        clients: Iterable[StorageClient],
+        cap: ChkCap | VerifyCap,
+        unreachable: Mapping[str, str] | None = None,
+    ) -> None:
+        """``unreachable``: servers of the grid that could not be connected to (name -> why): none
+        of their shares can be read, and a read that fails must not call the file absent."""
         self.cap = cap
         self.k = cap.k
         self.storage_index = cap.storage_index
@@ -126,7 +133,7 @@ class FileShares:
         self.crypttext_tree: bytes | None = None
         self.crypttext_leaves = b""
         self.corrupt: list[CorruptShare] = []
-        self.listing_errors: dict[str, str] = {}
+        self.listing_errors: dict[str, str] = dict(unreachable or {})
         self._listing: dict[asyncio.Task[frozenset[int]], Server] = {}
         self._unsent: list[tuple[ShareSource, str]] = []
         self._opens: set[asyncio.Task[bool]] = set()

@@ -273,10 +273,18 @@ class WorkerPool:
         else:
             spawned = start_worker(self.erasure.name if self.erasure else "zfec", self.nice)
         proc, parent = spawned.process, spawned.sock
-        if self._arena is not None:
-            send_arena(parent, self._arena)
-        else:
-            socket.send_fds(parent, [bytes(16)], [])  # an empty arena hello: no slots
+        try:
+            if self._arena is not None:
+                send_arena(parent, self._arena)
+            else:
+                socket.send_fds(parent, [bytes(16)], [])  # an empty arena hello: no slots
+        except OSError as exc:  # BrokenPipeError, ConnectionResetError: it died while starting
+            parent.close()
+            proc.join(1.0)
+            raise PoolError(
+                f"worker {proc.pid} exited (code {proc.exitcode}) while starting ({exc.strerror or exc}); "
+                "its stderr says why"
+            ) from None
         parent.setblocking(False)
         reader, writer = await asyncio.open_unix_connection(sock=parent, limit=MAX_FRAME)
         try:

@@ -79,7 +79,7 @@ class Verify:
         progress: Progress | None = None,
     ) -> None:
         self.cap = cap
-        self.shares = FileShares(clients, cap)
+        self.shares = FileShares(clients, cap, unreachable)
         self.unreachable = dict(unreachable or {})
         self.read_size = read_size
         self.parallel = asyncio.Semaphore(parallel)

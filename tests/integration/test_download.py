@@ -357,6 +357,10 @@ def doomed_grid(tmp_path: Path) -> Iterator[LocalGrid]:
 
 def test_servers_killed_mid_download_and_n_minus_k_stopped(doomed_grid: LocalGrid, tmp_path: Path) -> None:
     grid = doomed_grid
+    lone_path = tmp_path / "lone.bin"
+    _write(lone_path, 1000, 9)
+    lone = _put_sync(grid.config(), lone_path, k=1, n=1, happy=1)  # its one share on one server
+    (lone_holder,) = servers_holding(grid.dir, lone.storage_index)
     path = tmp_path / "in.bin"
     data = _write(path, 5 * MiB, 8)
     cap = _put_sync(grid.config(), path, seg=65536, happy=10)
@@ -398,3 +402,11 @@ def test_servers_killed_mid_download_and_n_minus_k_stopped(doomed_grid: LocalGri
     failed = _cli(grid, "get", str(cap), "-o", str(tmp_path / "never"))
     assert failed.returncode == 4, failed.stderr
     assert not (tmp_path / "never").exists()
+
+    # A file whose only share is on a server that is down is not "absent" (6): too few servers (4).
+    if lone_holder in {holders[8], holders[9]}:  # else it is down already
+        grid.kill(lone_holder)
+    unreachable = _cli(grid, "get", str(lone), "-o", str(tmp_path / "lone"))
+    assert unreachable.returncode == 4, unreachable.stderr
+    assert b"only 0 good shares" in unreachable.stderr and b"127.0.0.1:" in unreachable.stderr
+    assert _cli(grid, "verify", str(lone)).returncode == 5

@@ -25,6 +25,7 @@ from tests.integration.test_tahoe_differential import (
     tahoe_differential_results,
 )
 from uploader.chk import reference
+from uploader.prespawn import Spawned
 from uploader.supervisor import EncodeResult, PoolError, WorkerPool
 from workers import erasure, isal
 from workers.erasure import ErasureBackendError
@@ -146,6 +147,30 @@ def test_a_worker_that_cannot_load_its_backend_fails_the_pool_start(monkeypatch:
     async def main() -> None:
         pool = new_pool(1)
         with pytest.raises(PoolError, match=r"exited \(code 3\) before it was ready"):
+            await pool.start()
+        await pool.close()
+
+    asyncio.run(main())
+
+
+def test_a_worker_that_dies_before_its_hello_fails_the_pool_start_with_a_reason(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import uploader.supervisor as supervisor
+
+    real = supervisor.start_worker
+
+    def dies_at_once(backend: str, nice: int = 0) -> Spawned:  # a fault: the worker is gone at once
+        spawned = real(backend, nice)
+        spawned.process.kill()
+        spawned.process.join(10)
+        return spawned
+
+    monkeypatch.setattr(supervisor, "start_worker", dies_at_once)
+
+    async def main() -> None:
+        pool = new_pool(1)
+        with pytest.raises(PoolError, match=r"exited \(code -9\) while starting"):
             await pool.start()
         await pool.close()
 
