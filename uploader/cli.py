@@ -24,25 +24,32 @@ COMMANDS = ("cap", "put", "get", "verify", "storage", "grid", "serve", "doctor")
 VERSION = "0.1.0"
 
 
-def add_config_flags(parser: argparse.ArgumentParser, *, encoding: bool = True) -> None:
-    """The flags every command shares (CONVENTIONS.md "Common flags"); None means "not given"."""
+def add_config_flags(parser: argparse.ArgumentParser, *, encoding: bool = True, pool: bool = True) -> None:
+    """The flags every command shares (CONVENTIONS.md "Common flags"); None means "not given".
+    ``pool``: the command runs workers (``--workers``, ``--erasure-backend``); ``encoding``: it
+    encodes (k, N, happiness, segment size, convergence secret)."""
     parser.add_argument("--config", type=Path, help="TOML configuration file (default: see README)")
     parser.add_argument(
         "--json", action="store_true", help="print JSON Lines on stdout, one object per result"
     )
-    parser.add_argument("--workers", type=int, metavar="W", help="worker processes (default: CPU count)")
-    parser.add_argument(
-        "--erasure-backend",
-        choices=("auto", "isal", "zfec"),
-        help="erasure coding: ISA-L, zfec, or auto (ISA-L when it loads, else zfec; default)",
-    )
+    if pool:
+        parser.add_argument("--workers", type=int, metavar="W", help="worker processes (default: CPU count)")
+        parser.add_argument(
+            "--erasure-backend",
+            choices=("auto", "isal", "zfec"),
+            help="erasure coding: ISA-L, zfec, or auto (ISA-L when it loads, else zfec; default)",
+        )
     if encoding:
         parser.add_argument(
             "-k", "--shares-needed", type=int, metavar="K", help="shares needed to read (default 3)"
         )
         parser.add_argument("-n", "--shares-total", type=int, metavar="N", help="shares made (default 10)")
         parser.add_argument(
-            "--happy", dest="shares_happy", type=int, metavar="H", help="servers of happiness (default 7)"
+            "--happy",
+            dest="shares_happy",
+            type=int,
+            metavar="H",
+            help="servers of happiness (default min(7, N))",
         )
         parser.add_argument(
             "--max-segment-size",
@@ -52,7 +59,7 @@ def add_config_flags(parser: argparse.ArgumentParser, *, encoding: bool = True) 
         )
         parser.add_argument(
             "--convergence-secret-file",
-            type=Path,
+            type=str,
             metavar="PATH",
             help="file with the convergence secret in Tahoe base32 (default: created once per user)",
         )

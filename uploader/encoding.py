@@ -65,13 +65,15 @@ class FileEncoder:
 
 def open_source(path: Path) -> tuple[int, FileIdentity]:
     try:
-        fd = os.open(path, os.O_RDONLY)
+        # O_NONBLOCK: opening a FIFO would otherwise wait for a writer; it is refused below.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as exc:
         raise LocalIOError(f"cannot read {path}: {exc.strerror}") from None
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode):
         os.close(fd)
         raise LocalIOError(f"{path} is not a regular file")
+    os.set_blocking(fd, True)
     return fd, FileIdentity.from_stat(st)
 
 
@@ -88,8 +90,8 @@ def check_unchanged(path: Path, before: FileIdentity) -> None:
             if getattr(before, name) != getattr(now, name)
         )
         raise SourceChanged(
-            f"{path} changed while it was being uploaded ({moved}); no cap is given for changed data "
-            "and the upload was aborted"
+            f"{path} changed while it was being read ({moved}); no cap is given for changed data "
+            "(an upload of it is aborted)"
         )
 
 

@@ -266,6 +266,7 @@ class GridClient:
             journal_owner=self.journal_owner,
             resume=resume,
             suspend_on_cancel=self.suspend_on_cancel,
+            unreachable=self.unreachable,
         )
         if on_job is not None:
             on_job(job)

@@ -267,8 +267,16 @@ class FileShares:
         if src.opening is None:
             src.opening = asyncio.create_task(self.open(src))
             self._opens.add(src.opening)
-            src.opening.add_done_callback(self._opens.discard)
+            src.opening.add_done_callback(self._opened)
         return src.opening
+
+    def _opened(self, task: asyncio.Task[bool]) -> None:
+        self._opens.discard(task)
+        if not task.cancelled():
+            # An open that raises (the cap does not match the share: fatal) may finish after the
+            # read already failed on another one, with nobody left to await it. Its error is known
+            # either way; take it here so it is not logged as "never retrieved" at exit.
+            task.exception()
 
     async def open(self, src: ShareSource, *, full: bool = False) -> bool:
         """Read and check a share's metadata; False (and the share marked) when it fails.
@@ -372,8 +380,9 @@ class FileShares:
             }
         )
         detail = "; ".join(problems[:8]) + (f"; and {len(problems) - 8} more" if len(problems) > 8 else "")
-        text = f"only {good} good shares of storage index {self.si_text} can be read, {self.k} needed" + (
-            f": {detail}" if detail else ""
+        text = (
+            f"only {good} good share{'' if good == 1 else 's'} of storage index {self.si_text} can be read, {self.k} needed"
+            + (f": {detail}" if detail else "")
         )
         return IntegrityError(text) if self.corrupt else NotEnoughServers(text)
 

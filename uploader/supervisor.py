@@ -232,7 +232,15 @@ class WorkerPool:
         # fails now with ErasureBackendError; workers then get the concrete name and check again.
         self.erasure = erasure.select(self.backend)
         if self._slot_size:
-            self._arena = Arena.create(self._slot_count, self._slot_size)
+            try:
+                self._arena = Arena.create(self._slot_count, self._slot_size)
+            except (OSError, OverflowError) as exc:
+                total = self._slot_count * self._slot_size
+                raise PoolError(
+                    f"cannot map {self._slot_count} shared-memory slots of {self._slot_size} bytes "
+                    f"({total / 2**20:.0f} MiB: window x N/k x max_segment_size) for the workers: "
+                    f"{getattr(exc, 'strerror', None) or exc}; lower window or max_segment_size"
+                ) from None
             self.slots = SlotSet(range(self._slot_count))
         await asyncio.gather(*(self._spawn() for _ in range(self.size)))
         self._watchdog = asyncio.create_task(self._watch())

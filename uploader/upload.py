@@ -27,7 +27,7 @@ import hashlib
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -155,8 +155,11 @@ class Upload:
         journal_owner: str = "put",
         resume: tuple[JournalHandle, JournalRecord] | None = None,
         suspend_on_cancel: bool = False,
+        unreachable: Mapping[str, str] | None = None,
     ) -> None:
-        """``journals``: keep a journal of this upload there (so it can be resumed after a crash).
+        """``unreachable``: the grid's servers that could not be connected to (name -> why), named
+        when happiness cannot be met.
+        ``journals``: keep a journal of this upload there (so it can be resumed after a crash).
         ``resume``: continue the interrupted upload this claimed journal describes.
         ``suspend_on_cancel``: a cancelled upload (the daemon stopping) keeps its buckets and journal
         for a resume, instead of aborting them."""
@@ -166,6 +169,7 @@ class Upload:
         self.budgets = budgets if budgets is not None else {}
         self._locked: bytes | None = None
         self.clients = list(clients)
+        self.unreachable = dict(unreachable or {})
         self.settings = settings
         self.path = path
         self.secret = secret
@@ -609,6 +613,10 @@ class Upload:
         )
         if lost:
             text += f"; lost during the upload: {', '.join(lost)}"
+        if self.unreachable:
+            text += (
+                f"; {len(self.unreachable)} more could not be reached: {', '.join(sorted(self.unreachable))}"
+            )
         return text
 
     def _budget(self, client: StorageClient) -> Budget:

@@ -194,8 +194,10 @@ def test_bad_caps_and_destinations_give_their_exit_codes(grid: LocalGrid, tmp_pa
     wrong_hash = ChkCap(cap.key, os.urandom(32), 3, 10, 200_000)
     assert _cli(grid, "get", str(wrong_hash), "-o", str(tmp_path / "x")).returncode == 5
     wrong_size = ChkCap(cap.key, cap.ueb_hash, 3, 10, 200_001)
-    liar = _cli(grid, "get", str(wrong_size), "-o", str(tmp_path / "x"))
-    assert liar.returncode == 5 and b"the cap says" in liar.stderr
+    for _ in range(3):  # several opens fail at once; none of their errors is left unretrieved
+        liar = _cli(grid, "get", str(wrong_size), "-o", str(tmp_path / "x"))
+        assert liar.returncode == 5 and b"the cap says" in liar.stderr
+        assert b"never retrieved" not in liar.stderr and b"Traceback" not in liar.stderr, liar.stderr
     assert not (tmp_path / "x").exists()
     assert _cli(grid, "get", str(cap), "-o", str(tmp_path)).returncode == 7  # a directory
     assert _cli(grid, "get", str(cap), "-o", str(tmp_path / "no" / "such" / "dir")).returncode == 7
@@ -286,7 +288,7 @@ def test_verify_healthy_then_missing_shares(grid: LocalGrid, tmp_path: Path) -> 
     for p, _ in files[4:9]:
         p.unlink()
     gone = _cli(grid, "get", str(cap), "-o", str(tmp_path / "x"))
-    assert gone.returncode == 4 and b"only 1 good shares" in gone.stderr
+    assert gone.returncode == 4 and b"only 1 good share " in gone.stderr
     assert json.loads(_cli(grid, "verify", str(cap), "--json").stdout)["recoverable"] is False
 
 

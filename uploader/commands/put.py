@@ -30,7 +30,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "put",
         help="upload files and print their caps",
         description="Upload each FILE to the grid (several files run concurrently on one worker pool) and print "
-        "its read cap. Without --config, the configuration `grid start` wrote for the embedded local grid is used.",
+        "its read cap. The configuration is --config PATH, else $UPLOADER_CONFIG, else "
+        "$XDG_CONFIG_HOME/uploader/uploader.toml, else the one `grid start` last wrote for an embedded local grid.",
     )
     p.add_argument("files", nargs="+", type=Path, metavar="FILE")
     add_config_flags(p)

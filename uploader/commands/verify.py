@@ -33,7 +33,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "`tahoe check --verify`). Exit 0 when healthy, 5 when not. Corrupt shares are reported to their servers.",
     )
     p.add_argument("cap", metavar="CAP", help="a read cap or a verify cap (URI:CHK-Verifier:…)")
-    add_config_flags(p, encoding=False)
+    add_config_flags(p, encoding=False, pool=False)  # verify decodes nothing: no workers
     p.set_defaults(run=run)
 
 

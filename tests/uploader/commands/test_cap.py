@@ -82,3 +82,7 @@ def test_errors_have_their_exit_codes(tmp_path: Path) -> None:
     out = cap(str(tmp_path / "f"), "-k", "11", "-n", "10")
     assert out.returncode == 3 and "shares_needed" in out.stderr
     assert cap().returncode == 2  # argparse: FILE is required
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    refused = cap(str(fifo))  # refused at once (opening it used to wait for a writer forever)
+    assert refused.returncode == 7 and "is not a regular file" in refused.stderr
