@@ -136,6 +136,9 @@ class Daemon:
             make_app(self.state),
             access_log=None,  # the request line holds caps: handlers log storage indexes instead
             handler_cancellation=False,  # a client leaving mid-upload must not half-finish it
+            # A body is the file as sent: Content-Encoding is not undone (as in Tahoe), or the cap
+            # would be that of other bytes than the client's.
+            auto_decompress=False,
             shutdown_timeout=config.shutdown_timeout_s,
         )
         try:

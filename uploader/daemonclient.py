@@ -141,11 +141,11 @@ def put(url: str, path: Path) -> tuple[str, int, float]:
                     )
                 answer = _read_head(sock, url)
                 if answer.status != 200:
-                    raise _failure(sock, answer, f"uploading {path}")
+                    raise _failure(sock, answer, "the upload")  # the caller names the file
                 cap = _read_small(sock, answer).decode("ascii", "replace").strip()
             except OSError as exc:
                 raise DaemonError(
-                    f"uploading {path}: the connection to the daemon at {url} failed: {exc}"
+                    f"the connection to the daemon at {url} failed during the upload: {exc}"
                 ) from None
     return cap, size, time.monotonic() - start
 
@@ -189,6 +189,9 @@ def get(
             raise LocalIOError(f"cannot create a file in {directory}: {exc.strerror}") from None
         try:
             try:
+                umask = os.umask(0)
+                os.umask(umask)
+                os.fchmod(fd, 0o666 & ~umask)  # as a file the user made (mkstemp's is 0600)
                 written = _receive(sock, answer, fd, progress)
             finally:
                 os.close(fd)
@@ -213,7 +216,8 @@ def _receive(sock: socket.socket, answer: _Answer, fd: int, progress: Callable[[
             n = move(min(CHUNK, want - written))
             if n == 0:
                 raise DaemonError(
-                    f"the download broke off after {written} of {want} bytes (the daemon stopped it: see its log)",
+                    f"the download broke off after {written} of {want} bytes: the daemon closed the "
+                    "connection (it stops sending when a hash check fails, or it stopped; see its log)",
                     exit_code=5,
                 )
             written += n

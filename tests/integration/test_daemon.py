@@ -222,6 +222,8 @@ def test_bad_requests_get_the_right_4xx_and_leave_nothing(daemon: DaemonProcess)
         assert got_headers["Content-Type"].startswith("text/plain") and words in text.decode(), text
         assert good not in text.decode()
     assert daemon.request("DELETE", "/uri")[1]["Allow"] == "PUT, POST"
+    unsatisfiable = daemon.request("GET", f"/uri/{good}", headers={"Range": "bytes=999999-"})[1]
+    assert unsatisfiable["Content-Range"] == "bytes */200000"  # RFC 9110 §15.5.17
     # a cap of the right form that no server holds
     missing = "URI:CHK:" + "a" * 26 + ":" + "a" * 52 + ":3:10:100000"
     code, headers, text = daemon.request("GET", "/uri/" + missing)
@@ -251,6 +253,22 @@ def test_bad_requests_get_the_right_4xx_and_leave_nothing(daemon: DaemonProcess)
     assert _get(daemon, good)[0] == 200  # still serving
 
 
+def test_bodies_are_stored_as_sent_and_a_stalled_body_is_408(grid: LocalGrid, tmp_path: Path) -> None:
+    import gzip
+
+    with DaemonProcess(_config(grid, tmp_path, request_timeout_s=3.0), tmp_path) as d:
+        # Content-Encoding is not undone (as in Tahoe): the cap is that of the bytes sent
+        packed = gzip.compress(b"hello " * 1000)
+        code, _, body = d.request("PUT", "/uri", body=packed, headers={"Content-Encoding": "gzip"})
+        assert code == 200, body
+        assert _get(d, body.decode().strip()) == (200, packed)
+        # a body that goes silent: 408 once request_timeout_s passes, and nothing left behind
+        reply = _raw(d, b"PUT /uri HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n" + b"a" * 1000)
+        assert b" 408 " in reply.split(b"\r\n")[0] and b"stalled" in reply, reply[:300]
+        assert _spool(d) == []
+        assert d.status()["transfers"]["recent"][0]["stage"] == "failed"
+
+
 # ---- put/get through the daemon ------------------------------------------------------------------
 def test_put_and_get_commands_use_the_daemon(daemon: DaemonProcess, tmp_path: Path) -> None:
     src = tmp_path / "a.bin"
@@ -270,6 +288,9 @@ def test_put_and_get_commands_use_the_daemon(daemon: DaemonProcess, tmp_path: Pa
     )
     assert get.returncode == 0, get.stderr
     assert out.read_bytes() == src.read_bytes()
+    mask = os.umask(0)
+    os.umask(mask)
+    assert oct(out.stat().st_mode & 0o777) == oct(0o666 & ~mask)  # as one-shot `get` makes it
     # Handing the work to the daemon must stay cheap: no HTTP client stack, no network stack, no pool.
     lean = subprocess.run(
         [

@@ -128,6 +128,8 @@ def error_response(status: int, message: str, exc: BaseException | None = None) 
     headers = {}
     if isinstance(exc, rq.ApiError) and exc.allow:
         headers["Allow"] = ", ".join(exc.allow)
+    if isinstance(exc, rq.ApiError) and exc.status == 416 and exc.size is not None:
+        headers["Content-Range"] = f"bytes */{exc.size}"
     if isinstance(exc, UploaderError):
         headers[rq.EXIT_CODE_HEADER] = str(exc.exit_code)
     return web.Response(status=status, text=message + "\n", content_type="text/plain", headers=headers)
@@ -135,16 +137,26 @@ def error_response(status: int, message: str, exc: BaseException | None = None) 
 
 # ---- uploads ------------------------------------------------------------------------------------
 class _Truncated(Exception):
-    pass
+    status = 400
+
+
+class _Stalled(_Truncated):
+    status = 408
 
 
 async def _spool(state: ApiState, read: Callable[[], Awaitable[bytes]], fd: int, t: Transfer) -> int:
     """Copy chunks from ``read`` (b"" at the end) into ``fd``; the bytes written (also ``t.bytes_done``)."""
     loop = asyncio.get_running_loop()
     total = 0
+    idle_s = state.grid.config.request_timeout_s  # silence allowed mid-body, as for storage servers
     while True:
         try:
-            chunk = await read()
+            async with asyncio.timeout(idle_s):
+                chunk = await read()
+        except TimeoutError:
+            raise _Stalled(
+                f"the request body stalled: no bytes for {idle_s:g} s after {total} bytes"
+            ) from None
         except (HttpProcessingError, ConnectionError, asyncio.IncompleteReadError, ValueError) as exc:
             raise _Truncated(f"the request body ended early after {total} bytes ({exc})") from None
         if not chunk:
@@ -223,7 +235,7 @@ async def _upload(
     except _Truncated as exc:
         state.activity.finish(t, str(exc))
         log.warning("upload %s: %s; nothing was uploaded", t.id, exc)
-        raise rq.ApiError(400, f"{exc}; nothing was uploaded") from None
+        raise rq.ApiError(exc.status, f"{exc}; nothing was uploaded") from None
     except BaseException as exc:
         state.activity.finish(t, rq.error_status(exc)[1])  # the sentence the client gets too
         log.warning("upload %s si=%s: failed: %s", t.id, t.storage_index or "-", exc)

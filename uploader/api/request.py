@@ -33,10 +33,13 @@ from workers.errors import UploaderError
 class ApiError(Exception):
     """A request we refuse: ``status`` is the HTTP status, ``str(exc)`` a sentence for the client."""
 
-    def __init__(self, status: int, message: str, allow: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, status: int, message: str, allow: tuple[str, ...] = (), size: int | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.allow = allow  # for 405: the methods the path does accept
+        self.size = size  # for 416: the file's size (``Content-Range: bytes */size``, RFC 9110)
 
 
 class Route(enum.Enum):
@@ -177,11 +180,13 @@ def parse_range(header: str | None, size: int) -> ByteRange | None:
     if m is None or (not m[1] and not m[2]):
         return None  # not a single bytes range we understand: serve the whole file
     if len(m[1]) > 20 or len(m[2]) > 20:
-        raise ApiError(416, f"range {header[:48]!r} has numbers beyond any file size")
+        raise ApiError(416, f"range {header[:48]!r} has numbers beyond any file size", size=size)
     if not m[1]:  # suffix: the last N bytes
         suffix = int(m[2])
         if suffix == 0 or size == 0:
-            raise ApiError(416, f"an empty suffix range cannot be satisfied for a {size}-byte file")
+            raise ApiError(
+                416, f"an empty suffix range cannot be satisfied for a {size}-byte file", size=size
+            )
         start = max(0, size - suffix)
         return ByteRange(start, size - start)
     start = int(m[1])
@@ -189,7 +194,7 @@ def parse_range(header: str | None, size: int) -> ByteRange | None:
     if end < start:
         return None  # syntactically invalid: ignore the header (RFC 9110)
     if start >= size:
-        raise ApiError(416, f"range starts at byte {start} but the file has {size} bytes")
+        raise ApiError(416, f"range starts at byte {start} but the file has {size} bytes", size=size)
     end = min(end, size - 1)
     return ByteRange(start, end - start + 1)
 

@@ -116,6 +116,7 @@ class StorageServer:
             max_line_size=MAX_HEADER_LINE,
             max_field_size=MAX_HEADER_LINE,
             max_headers=MAX_HEADERS,
+            auto_decompress=False,  # share bytes are stored as sent, whatever Content-Encoding says
         )
         await runner.setup()
         site = web.TCPSite(
