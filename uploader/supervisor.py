@@ -308,6 +308,7 @@ class WorkerPool:
         if self.erasure and ready.backend != self.erasure.name:
             raise PoolError(f"worker runs erasure backend {ready.backend}, expected {self.erasure.name}")
         worker = _Worker(next(self._index), proc, writer)
+        self.busy_s.setdefault(worker.index, 0.0)  # listed from the start, busy or not
         worker.reader_task = asyncio.create_task(self._read_loop(worker, reader))
         self._workers.append(worker)
         self._dispatch()
@@ -495,7 +496,13 @@ class WorkerPool:
                 self._dispatch()
         except (asyncio.IncompleteReadError, ConnectionError, MessageError, PoolError) as exc:
             if not self._closed:
-                log.warning("worker %d (pid %s) lost: %s", w.index, w.process.pid, exc or type(exc).__name__)
+                if w.retiring and not w.inflight:  # it ended as asked: the pool shrank
+                    log.info("worker %d (pid %s) retired", w.index, w.process.pid)
+                    self.busy_s.pop(w.index, None)
+                else:
+                    log.warning(
+                        "worker %d (pid %s) lost: %s", w.index, w.process.pid, exc or type(exc).__name__
+                    )
                 # Not awaited here: this task is referenced only by the dead worker, which the
                 # replacement drops, and a pending task nobody references can be garbage-collected
                 # mid-spawn (the pool then stayed a worker short for good).

@@ -399,13 +399,16 @@ def test_sighup_resizes_the_pool_under_load(grid: LocalGrid, tmp_path: Path) -> 
                 assert int(reloading["MONOTONIC_USEC"]) > 0
                 d.wait_for("READY", 30, after=mark)
             caps = [f.result(timeout=180) for f in futures]
-        assert d.status()["workers"]["live"] == 3
-        assert d.status()["settings"]["window"] == 4
+        status = d.status()
+        assert status["workers"]["live"] == 3
+        assert status["settings"]["window"] == 4
+        assert len(status["workers"]["busy_s"]) == 3  # the live ones: retired workers leave the list
         for blob, cap in zip(blobs, caps, strict=True):
             assert _get(d, cap) == (200, blob)
         log = d.log()
         assert "applied workers, window, log_level" in log and "needs a restart to change api_listen" in log
         assert "failed" not in log
+        assert " lost" not in log and " retired" in log  # a worker shrunk away is not a lost one
     finally:
         assert d.stop() == 0
 
