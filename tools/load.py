@@ -161,7 +161,7 @@ async def put_all(url: str, paths: list[Path], concurrency: int) -> list[tuple[s
         async with limit:
             start = time.monotonic()
             try:
-                cap, _, seconds = await asyncio.to_thread(daemonclient.put, url, path)
+                cap, _, seconds, _ = await asyncio.to_thread(daemonclient.put, url, path)
                 return cap, "", seconds
             except Exception as exc:  # recorded, and the run fails
                 return None, f"{type(exc).__name__}: {exc}", time.monotonic() - start

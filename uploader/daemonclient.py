@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
-from uploader.api.request import EXIT_CODE_HEADER, exit_code_for
+from uploader.api.request import EXIT_CODE_HEADER, SHARE_BYTES_HEADER, exit_code_for
 from uploader.errors import LocalIOError, UploaderError
 
 CHUNK = 1024 * 1024
@@ -118,8 +118,9 @@ def _failure(sock: socket.socket, answer: _Answer, what: str) -> DaemonError:
     )
 
 
-def put(url: str, path: Path) -> tuple[str, int, float]:
-    """Upload ``path``; the cap, the size and the seconds it took."""
+def put(url: str, path: Path) -> tuple[str, int, float, int | None]:
+    """Upload ``path``; the cap, the size, the seconds it took and the share bytes the daemon sent
+    (None when it does not say)."""
     start = time.monotonic()
     try:
         fh = path.open("rb")
@@ -143,11 +144,13 @@ def put(url: str, path: Path) -> tuple[str, int, float]:
                 if answer.status != 200:
                     raise _failure(sock, answer, "the upload")  # the caller names the file
                 cap = _read_small(sock, answer).decode("ascii", "replace").strip()
+                sent_text = answer.headers.get(SHARE_BYTES_HEADER.lower(), "")
+                share_bytes = int(sent_text) if sent_text.isdigit() else None
             except OSError as exc:
                 raise DaemonError(
                     f"the connection to the daemon at {url} failed during the upload: {exc}"
                 ) from None
-    return cap, size, time.monotonic() - start
+    return cap, size, time.monotonic() - start, share_bytes
 
 
 def get(

@@ -277,10 +277,12 @@ def test_put_and_get_commands_use_the_daemon(daemon: DaemonProcess, tmp_path: Pa
     run = [sys.executable, "-m", "uploader"]
     uploads = daemon.log().count("received")
     put = subprocess.run(
-        [*run, "put", str(src)], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
+        [*run, "put", "--json", str(src)], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
     )
     assert put.returncode == 0, put.stderr
-    cap = put.stdout.strip()
+    line = json.loads(put.stdout)
+    cap = line["cap"]
+    assert line["size"] == 1_500_000 and line["share_bytes_sent"] > 1_500_000 * 10 // 3  # as without a daemon
     assert daemon.log().count("received") == uploads + 1  # the daemon did the upload
     out = tmp_path / "out.bin"
     get = subprocess.run(

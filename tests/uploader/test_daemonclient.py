@@ -141,8 +141,8 @@ def test_put_sends_the_file_and_returns_the_cap(serve: list[OneShot], tmp_path: 
     src = tmp_path / "src"
     src.write_bytes(os.urandom(2_500_000))
     s = _server(serve, b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s\n" % (len(CAP) + 1, CAP.encode()))
-    cap, size, _ = daemonclient.put(s.url, src)
-    assert (cap, size) == (CAP, 2_500_000)
+    cap, size, _, share_bytes = daemonclient.put(s.url, src)
+    assert (cap, size, share_bytes) == (CAP, 2_500_000, None)  # this answer does not say
     assert s.request.startswith(b"PUT /uri HTTP/1.0\r\n")
     assert s.request.endswith(b"\r\n\r\n" + src.read_bytes())
 

@@ -219,7 +219,11 @@ async def _upload(
             size / max(result.seconds, 1e-9) / 1e6,
             len(result.servers),
         )
-        return web.Response(text=str(result.cap), content_type="text/plain")
+        return web.Response(
+            text=str(result.cap),
+            content_type="text/plain",
+            headers={rq.SHARE_BYTES_HEADER: str(result.share_bytes_sent)},
+        )
     except asyncio.CancelledError:
         if jobs and jobs[0].suspended:  # the daemon is stopping: it resumes this one at its next start
             t.stage = "suspended"

@@ -280,6 +280,7 @@ def error_status(exc: BaseException) -> tuple[int, str]:
 
 # An error answer carries the exit code `put`/`get` should exit with (CONVENTIONS.md) in this header.
 EXIT_CODE_HEADER = "X-Uploader-Exit-Code"
+SHARE_BYTES_HEADER = "X-Uploader-Share-Bytes-Sent"  # on a successful PUT: what the upload sent
 
 
 def exit_code_for(status: int, header: str | None) -> int:
@@ -291,6 +292,7 @@ def exit_code_for(status: int, header: str | None) -> int:
 
 __all__ = [
     "EXIT_CODE_HEADER",
+    "SHARE_BYTES_HEADER",
     "TAG_HEADER",
     "ApiError",
     "ByteRange",

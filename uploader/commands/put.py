@@ -176,13 +176,20 @@ def _run_daemon(args: argparse.Namespace, url: str) -> int:
         try:
             if not path.is_file():
                 raise LocalIOError(f"cannot read {path}: not a regular file or does not exist")
-            cap, size, seconds = daemonclient.put(url, path)
+            cap, size, seconds, share_bytes = daemonclient.put(url, path)
         except UploaderError as exc:
             return report_error(args, exc, file=str(path))
         if args.json:
             rate = round(size / max(seconds, 1e-9) / 1e6, 2)
             line = json.dumps(
-                {"file": str(path), "cap": cap, "size": size, "seconds": round(seconds, 3), "mb_per_s": rate}
+                {
+                    "file": str(path),
+                    "cap": cap,
+                    "size": size,
+                    "seconds": round(seconds, 3),
+                    "mb_per_s": rate,
+                    "share_bytes_sent": share_bytes,
+                }
             )
         elif len(args.files) > 1:
             line = f"{path}: {cap}"
