@@ -200,6 +200,7 @@ class Daemon:
         state = self.state
         t = state.activity.start("upload", record.source.size, stage="queued")
         t.storage_index = b32encode(record.storage_index)
+        t.resumed = True  # its stages then run as any upload's: "resuming" lasts only until then
         path = Path(record.source.path)
         jobs: list[Upload] = []
         log.info("upload %s si=%s: resuming an interrupted upload of %d bytes", t.id, t.storage_index, t.size)

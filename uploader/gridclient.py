@@ -235,6 +235,22 @@ class GridClient:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
+    async def abandon_journal(self, handle: JournalHandle, record: JournalRecord) -> None:
+        """Drop an interrupted upload that will not be resumed: abort its in-progress shares (with
+        its upload secrets; servers that are down drop theirs when idle) and remove its journal."""
+        by_id = {c.nurl.spki_hash: c for c in self.clients}
+        secrets = record.secrets_by_server()
+        await asyncio.gather(
+            *(
+                by_id[sid].abort(record.storage_index, shnum, secrets[sid])
+                for sid, shares in record.placement().items()
+                if sid in by_id
+                for shnum in shares
+            ),
+            return_exceptions=True,  # already complete, already gone: nothing left to abort
+        )
+        await asyncio.to_thread(handle.remove)
+
     async def upload(
         self,
         path: Path,

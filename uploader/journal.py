@@ -98,7 +98,9 @@ class JournalRecord:
     segments_done: int = 0  # segments [0, segments_done) acknowledged by every server writing them
     created: float = 0.0  # wall-clock seconds
     updated: float = 0.0
-    extra: dict[str, Any] = field(default_factory=dict)  # forward compatibility: kept, not used
+    # Forward compatibility: unknown keys are kept. Known: "happy", the servers-of-happiness the
+    # upload was placed with (a resume keeps it, as it keeps k, N and the segment size).
+    extra: dict[str, Any] = field(default_factory=dict)
 
     def secrets_by_server(self) -> dict[str, bytes]:
         return {s.server_id: s.upload_secret for s in self.servers}

@@ -7,6 +7,7 @@ losing it only loses deduplication, but leaking it lets others confirm guesses o
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from uploader.config import Config, xdg_config_home
@@ -44,10 +45,21 @@ def read_secret_file(path: Path) -> bytes:
 
 
 def load_or_create_secret(path: Path, explicit: bool) -> bytes:
-    """Read the secret; when it is the default (not ``explicit``) and missing, create it (0600)."""
-    if explicit or path.exists():
+    """Read the secret; when it is missing, create it (0600) — CONVENTIONS.md: "created on first use".
+
+    A default location gets its directory made; a configured one (``explicit``) must be in a directory
+    that exists (a service's state directory, say), and creating it is said on stderr: a mistyped path
+    would otherwise quietly give other caps than the user's usual secret."""
+    if path.exists():
         return read_secret_file(path)
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if explicit:
+        if not path.parent.is_dir():
+            raise ConfigError(
+                f"convergence secret file {path} does not exist, and neither does its directory to create it in"
+            )
+        print(f"uploader: created a new convergence secret in {path}", file=sys.stderr, flush=True)
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     secret = os.urandom(SECRET_SIZE)
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

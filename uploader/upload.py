@@ -303,6 +303,7 @@ class Upload:
             segments_done=self.segments_done,
             created=self.resume.created if self.resume is not None else self._journal_created,
             updated=time.time(),
+            extra={**(self.resume.extra if self.resume is not None else {}), "happy": self.settings.happy},
         )
 
     async def _journal_save(self, placed: bool = True) -> None:
@@ -405,7 +406,14 @@ class Upload:
             raise JournalError(
                 f"the upload journal of {self.path} is inconsistent: its key does not give its storage index"
             )
-        self.settings = replace(self.settings, params=EncodingParams(rec.k, rec.n, rec.segment_size))
+        # The journal's k, N and segment size, and its happiness (journals from before it was
+        # recorded: the configured one, but never above the journal's N, as happy = min(7, N) is).
+        happy = rec.extra.get("happy")
+        if not isinstance(happy, int) or not 1 <= happy <= rec.n:
+            happy = min(self.settings.happy, rec.n)
+        self.settings = replace(
+            self.settings, params=EncodingParams(rec.k, rec.n, rec.segment_size), happy=happy
+        )
         log.info(
             "si=%s resuming: %d of the file's segments were acknowledged before the interruption",
             b32encode(rec.storage_index),

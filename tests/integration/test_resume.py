@@ -247,6 +247,10 @@ def interrupted_put(grid: SlowGrid, tmp_path: Path, seed: int) -> tuple[Path, Pa
 
 def test_put_resume_after_sigkill_sends_only_what_is_missing(grid: SlowGrid, tmp_path: Path) -> None:
     config, source, cap, fraction = interrupted_put(grid, tmp_path, 1)
+    # The resume runs with k, N and happiness left to their defaults (3, 10, 7): it keeps the
+    # journal's (2, 4, 3) — with happiness 7 > N = 4 it used to fail and drop the journal.
+    lines = config.read_text().splitlines()
+    config.write_text("\n".join(line for line in lines if not line.startswith("shares_")) + "\n")
     done = put(config, "--resume", str(source))
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
@@ -301,6 +305,27 @@ def test_source_modified_between_kill_and_resume_is_abandoned(grid: SlowGrid, tm
     assert "changed since its upload was interrupted" in result["error"] and "ctime_ns" in result["error"]
     assert journals(tmp_path / "client") == []
     assert grid.incoming(cap.storage_index) == [] and grid.complete(cap.storage_index) == []
+
+
+def test_a_plain_put_drops_the_journal_it_did_not_resume(grid: SlowGrid, tmp_path: Path) -> None:
+    """The file got its cap by a plain `put`: the interrupted upload's journal and buckets go."""
+    config, source, cap, _ = interrupted_put(grid, tmp_path, 6)
+    done = put(config, str(source))
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["cap"] == str(cap)
+    assert "can be continued with --resume" in done.stderr
+    assert journals(tmp_path / "client") == [] and grid.incoming(cap.storage_index) == []
+    again = put(config, str(source))
+    assert again.returncode == 0 and "--resume" not in again.stderr
+
+
+def test_resume_of_a_moved_source_drops_its_journal(grid: SlowGrid, tmp_path: Path) -> None:
+    config, source, cap, _ = interrupted_put(grid, tmp_path, 7)
+    source.rename(source.with_name("moved.bin"))
+    done = put(config, "--resume", str(source))
+    assert done.returncode == 7, done
+    assert json.loads(done.stdout)["error_class"] == "SourceChanged"
+    assert journals(tmp_path / "client") == [] and grid.incoming(cap.storage_index) == []
 
 
 def test_source_changed_during_the_encode_pass_gets_no_cap(grid: SlowGrid, tmp_path: Path) -> None:
@@ -389,7 +414,7 @@ def test_daemon_resumes_its_uploads_at_start(grid: SlowGrid, tmp_path: Path, sig
                 entry = seen[0]
                 break
             time.sleep(0.1)
-        assert entry.get("stage") == "done", entry
+        assert entry.get("stage") == "done" and entry.get("resumed") is True, entry
         code, _, body = second.request("GET", f"/uri/{cap}")
         assert code == 200 and body == source.read_bytes()
         assert journals(data_dir) == [] and list((data_dir / "spool").glob("upload-*.part")) == []

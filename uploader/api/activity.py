@@ -56,6 +56,7 @@ class Transfer:
     servers: dict[str, Any] = field(default_factory=dict)
     name: str | None = None  # the file name a form upload gave (shown in the shared list)
     tag: str | None = None  # the uploading page's own id for this upload, to follow its progress
+    resumed: bool = False  # an upload a previous run of the daemon left unfinished, taken up again
     # (time, stage, bytes_done) once per tick, for the current rate and the ETA
     marks: deque[tuple[float, str, int]] = field(default_factory=lambda: deque(maxlen=RATE_MARKS))
     # Live details (per-server state, storage index) read when a snapshot is taken.
@@ -84,6 +85,7 @@ class Transfer:
             "progress": None if units is None or units[1] == 0 else round(units[0] / units[1], 4),
             "eta_s": self.eta_s(rate),
             "servers": self.servers,
+            **({"resumed": True} if self.resumed else {}),
             **({"error": self.error} if self.error is not None else {}),
         }
 

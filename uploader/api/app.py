@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import functools
 import json
 import logging
@@ -161,7 +162,14 @@ async def _spool(state: ApiState, read: Callable[[], Awaitable[bytes]], fd: int,
             raise _Truncated(f"the request body ended early after {total} bytes ({exc})") from None
         if not chunk:
             return total
-        await loop.run_in_executor(None, _write_all, fd, chunk)
+        try:
+            await loop.run_in_executor(None, _write_all, fd, chunk)
+        except OSError as exc:  # the spool's disk is full (or failing): say so, keep nothing
+            status = 507 if exc.errno in (errno.ENOSPC, errno.EDQUOT) else 500
+            raise rq.ApiError(
+                status,
+                f"cannot spool the request body in {state.spool}: {exc.strerror}; nothing was uploaded",
+            ) from None
         total += len(chunk)
         t.bytes_done = total
 

@@ -81,7 +81,7 @@ async def _run(args: argparse.Namespace, config: Config, early: list[Spawned]) -
             async with limit:
                 resume = journals.pop(path, None) if args.resume else None
                 try:
-                    if not path.is_file():
+                    if not path.is_file() and resume is None:  # with a journal: the upload drops it
                         raise LocalIOError(f"cannot read {path}: not a regular file or does not exist")
                     if resume is not None and not args.json:
                         print(f"uploader: resuming the interrupted upload of {path}", file=sys.stderr)
@@ -96,6 +96,8 @@ async def _run(args: argparse.Namespace, config: Config, early: list[Spawned]) -
                             file=sys.stderr,
                         )
                     result = await grid.upload(path, bar, resume=resume)
+                    if not args.resume and path in journals:
+                        await _drop_stale_journal(grid, path)
                 except UploaderError as exc:
                     return report_error(args, exc, file=str(path))
                 finally:
@@ -134,6 +136,12 @@ async def _run(args: argparse.Namespace, config: Config, early: list[Spawned]) -
             file=sys.stderr,
         )
     return worst
+
+
+async def _drop_stale_journal(grid: GridClient, path: Path) -> None:
+    """The file now has its cap: an interrupted upload of it, not resumed, is dropped."""
+    for handle, record in _journals(grid, [path], claim=True).values():
+        await grid.abandon_journal(handle, record)
 
 
 def _journals(

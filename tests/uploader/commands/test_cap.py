@@ -69,6 +69,20 @@ def test_a_per_user_secret_is_created_once_with_mode_0600(tmp_path: Path, isolat
     assert len(b32decode(secret.read_text().strip())) == 32
 
 
+def test_a_configured_secret_file_is_created_on_first_use(tmp_path: Path, isolated_home: Path) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(os.urandom(1000))
+    secret = tmp_path / "state" / "convergence"
+    secret.parent.mkdir()
+    first = cap(str(path), "--convergence-secret-file", str(secret))
+    assert first.returncode == 0 and f"created a new convergence secret in {secret}" in first.stderr
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+    again = cap(str(path), "--convergence-secret-file", str(secret))
+    assert again.stdout == first.stdout and "created" not in again.stderr
+    nowhere = cap(str(path), "--convergence-secret-file", str(tmp_path / "no" / "such" / "convergence"))
+    assert nowhere.returncode == 3 and "neither does its directory" in nowhere.stderr
+
+
 def test_errors_have_their_exit_codes(tmp_path: Path) -> None:
     missing = cap(str(tmp_path / "nope"), "--json")
     assert missing.returncode == 7

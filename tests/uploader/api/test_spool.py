@@ -1,0 +1,51 @@
+"""The daemon's body spooling (``uploader.api.app._spool``) against a real full device and a real
+silent reader: a full spool disk is a 507 sentence, a stalled body a 408."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from uploader.api import request as rq
+from uploader.api.activity import Transfer
+from uploader.api.app import _spool, _Stalled
+
+
+def _state(spool: Path, timeout_s: float = 5.0) -> SimpleNamespace:
+    # only what _spool reads of the daemon's state
+    return SimpleNamespace(
+        spool=spool, grid=SimpleNamespace(config=SimpleNamespace(request_timeout_s=timeout_s))
+    )
+
+
+def test_a_full_spool_disk_is_507_with_a_sentence(tmp_path: Path) -> None:
+    chunks = [b"x" * 65536, b""]
+
+    async def read() -> bytes:
+        return chunks.pop(0)
+
+    fd = os.open("/dev/full", os.O_WRONLY)  # every write: ENOSPC
+    try:
+        with pytest.raises(rq.ApiError) as info:
+            asyncio.run(_spool(_state(tmp_path), read, fd, Transfer("u1", "upload", -1, 0.0)))  # type: ignore[arg-type]
+    finally:
+        os.close(fd)
+    assert info.value.status == 507 and "No space left on device" in str(info.value)
+    assert "nothing was uploaded" in str(info.value)
+
+
+def test_a_body_that_goes_silent_is_a_stall(tmp_path: Path) -> None:
+    async def read() -> bytes:
+        await asyncio.sleep(60)
+        return b""
+
+    fd = os.open(tmp_path / "body", os.O_WRONLY | os.O_CREAT)
+    try:
+        with pytest.raises(_Stalled, match=r"no bytes for 0\.2 s"):
+            asyncio.run(_spool(_state(tmp_path, 0.2), read, fd, Transfer("u2", "upload", -1, 0.0)))  # type: ignore[arg-type]
+    finally:
+        os.close(fd)
