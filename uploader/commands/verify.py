@@ -30,7 +30,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "verify",
         help="check every share of a file on every server",
         description="Read every share of the file CAP names on every server and check every hash (like "
-        "`tahoe check --verify`). Exit 0 when healthy, 5 when not. Corrupt shares are reported to their servers.",
+        "`tahoe check --verify`). Exit 0 when healthy, 5 when not (4: no server could be reached; 6: no server holds a share). Corrupt shares are reported to their servers.",
     )
     p.add_argument("cap", metavar="CAP", help="a read cap or a verify cap (URI:CHK-Verifier:…)")
     add_config_flags(p, encoding=False, pool=False)  # verify decodes nothing: no workers
