@@ -14,9 +14,13 @@ them. This module imports nothing heavy, so that calling it early costs little.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
+import signal
 import socket
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from workers.boot import boot
@@ -34,17 +38,37 @@ def start_worker(backend: str, nice: int = 0) -> Spawned:
     proc = multiprocessing.get_context("spawn").Process(
         target=boot, args=(child, os.getpid(), backend), daemon=True, name="uploader-worker"
     )
-    try:
-        proc.start()
-    except BaseException:
-        parent.close()
-        raise
-    finally:
-        child.close()
+    # The worker starts with SIGINT ignored (an ignored signal stays ignored across exec): a Ctrl-C
+    # to the terminal's process group is the network process's to handle, and must not print a
+    # KeyboardInterrupt traceback from a worker still importing its codecs. Here it is blocked
+    # meanwhile, so one that comes during the start is delivered after it, not lost.
+    with _sigint_held():
+        try:
+            proc.start()
+        except BaseException:
+            parent.close()
+            raise
+        finally:
+            child.close()
     if nice and proc.pid is not None:
         niceness = min(19, os.getpriority(os.PRIO_PROCESS, 0) + nice)
         os.setpriority(os.PRIO_PROCESS, proc.pid, niceness)
     return Spawned(proc, parent)
+
+
+@contextlib.contextmanager
+def _sigint_held() -> Iterator[None]:
+    """SIGINT ignored for processes started meanwhile, blocked (kept pending) for this one."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
 
 def prespawn(count: int, backend: str, nice: int = 0) -> list[Spawned]:

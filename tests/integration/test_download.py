@@ -190,6 +190,7 @@ def test_bad_caps_and_destinations_give_their_exit_codes(grid: LocalGrid, tmp_pa
     missing = _cli(grid, "get", str(unknown), "-o", str(tmp_path / "x"), "--json")
     assert missing.returncode == 6
     assert json.loads(missing.stdout)["error_class"] == "NotFound"
+    assert json.loads(missing.stdout)["file"] == str(tmp_path / "x")  # CONVENTIONS: failed objects name it
     assert _cli(grid, "verify", str(unknown)).returncode == 6
     wrong_hash = ChkCap(cap.key, os.urandom(32), 3, 10, 200_000)
     assert _cli(grid, "get", str(wrong_hash), "-o", str(tmp_path / "x")).returncode == 5

@@ -6,13 +6,17 @@ import asyncio
 import base64
 import os
 import random
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.conftest import VECTORS
+from tests.conftest import REPO, VECTORS
 from tests.helpers.grid import share_files, shares_on_disk
 from tests.helpers.localgrid import LocalGrid
 from tests.integration.test_tahoe_differential import (
@@ -126,3 +130,31 @@ def test_reupload_by_another_client_adds_its_lease(grid: LocalGrid, tmp_path: Pa
     files = share_files(grid.dir, a.cap.storage_index)  # type: ignore[attr-defined]
     assert len(files) == 10
     assert {unpack_header(p.read_bytes()[:12]).num_leases for p in files} == {2}
+
+
+def test_ctrl_c_at_any_moment_of_start_up_is_a_quiet_130(grid: LocalGrid, tmp_path: Path) -> None:
+    """SIGINT to the whole process group, as a terminal's Ctrl-C: while the command imports, while
+    its workers start (they ignore it: it is the network process's), and once the upload runs."""
+    source = tmp_path / "big.bin"
+    source.write_bytes(os.urandom(48 * 2**20))  # long enough that no run finishes before its signal
+    for delay in (0.05, 0.1, 0.15, 0.25, 0.5):
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uploader",
+                "put",
+                str(source),
+                "--config",
+                str(grid.dir / "uploader.toml"),
+            ],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,  # its own process group, as a shell job
+        )
+        time.sleep(delay)
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130, (delay, proc.returncode, err.decode()[-2000:])
+        assert out == b"" and err.decode().strip() == "uploader: interrupted", (delay, err.decode()[-2000:])

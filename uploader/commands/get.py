@@ -90,8 +90,8 @@ def run(args: argparse.Namespace, config: Config) -> int:
             return aio.run(_run(args, config, cap, output, early))
         finally:
             discard(early)  # any the pool did not adopt (it failed before it started)
-    except UploaderError as exc:
-        return report_error(args, exc)
+    except UploaderError as exc:  # a --json object names the output file, as a successful one does
+        return report_error(args, exc, **({"file": args.output} if args.json else {}))
 
 
 def _via_daemon(args: argparse.Namespace, url: str, cap: ChkCap, output: Path | None) -> int:
