@@ -10,11 +10,20 @@
 | ``workers_cpu_s_per_gb`` | the worker processes' CPU-s per GB (from their rusage once reaped) |
 | ``servers_cpu_s_per_gb`` | all 10 storage servers' CPU-s per GB, together |
 | ``compute_only_mb_per_s`` | the ``cap`` pipeline on the same pool: the same encoding, no network |
-| ``stock_tahoe_put_mb_per_s`` | stock Tahoe-LAFS 1.20's ``tahoe put`` of the same file to the same servers |
+| ``stock_node_put_mb_per_s`` | stock Tahoe-LAFS 1.20: ``PUT /uri`` of the same file to a running stock client node of the same servers (what ``tahoe put`` hands over, without the CLI's start-up) |
+| ``put_vs_stock_node`` | ``put_mb_per_s`` / ``stock_node_put_mb_per_s``: the two uploads, neither paying start-up |
+| ``put_daemon_cli_mb_per_s`` | ``python -m uploader put FILE`` through a running daemon of ours, start to exit |
+| ``stock_tahoe_put_mb_per_s`` | ``tahoe put FILE`` through the running stock client node, start to exit |
+| ``put_daemon_cli_vs_tahoe_put`` | the two commands, each handing the file to its running service |
 | ``4_concurrent`` | 4 files of a quarter of the first size, uploaded at once on one client, against one upload |
 | ``4_concurrent_same_size`` | 4 files of the first size at once, against one upload of that size (not with ``--quick``) |
 
-Everything runs on the same machine at the same time of day, so ratios are what to compare.
+Everything runs on the same machine at the same time of day, so ratios are what to compare, and
+only like with like: ``put_mb_per_s`` (in-process, pool and connections already up) is set against
+stock's node, never against ``tahoe put``'s start-to-exit time (that would credit us with the
+~0.8 s the ``tahoe`` CLI takes to start). Before each measurement the servers' shares are wiped
+and the page cache written back, so no upload deduplicates against another or pays another's
+writeback.
 """
 
 from __future__ import annotations
@@ -119,14 +128,18 @@ def run(sizes: list[int] | None = None, quick: bool = False, stock: bool = True)
             for size in sizes:
                 path = Path(tmp) / f"file-{size}"
                 _write_file(path, size)
-                os.sync()  # each measurement starts with no writeback of the one before competing
+                _fresh(grid)  # each measurement starts with no writeback of the one before competing
                 row = aio.run(_measure(grid / "uploader.toml", path, pids))
                 if stock and not quick:
-                    os.sync()
                     row.update(_stock(grid, path))
-                    if row.get("stock_tahoe_put_mb_per_s"):
-                        row["put_vs_stock_tahoe"] = round(
-                            row["put_mb_per_s"] / row["stock_tahoe_put_mb_per_s"], 2
+                    row.update(_daemon_cli(grid, path, Path(tmp) / f"daemon-{size}"))
+                    if row.get("stock_node_put_mb_per_s"):
+                        row["put_vs_stock_node"] = round(
+                            row["put_mb_per_s"] / row["stock_node_put_mb_per_s"], 2
+                        )
+                    if row.get("stock_tahoe_put_mb_per_s") and row.get("put_daemon_cli_mb_per_s"):
+                        row["put_daemon_cli_vs_tahoe_put"] = round(
+                            row["put_daemon_cli_mb_per_s"] / row["stock_tahoe_put_mb_per_s"], 2
                         )
                 results[f"{size / 2**20:.0f}MiB"] = row
                 path.unlink()
@@ -157,16 +170,55 @@ def run(sizes: list[int] | None = None, quick: bool = False, stock: bool = True)
     return results
 
 
+def _fresh(grid: Path) -> None:
+    """No shares on the servers (nothing to deduplicate against), nothing left to write back."""
+    _wipe_shares(grid)
+    os.sync()
+
+
 def _stock(grid: Path, path: Path) -> dict[str, Any]:
-    try:
-        from tools.stock_tahoe import stock_put_rate
-    except ImportError:
-        return {"stock_tahoe_put": "tools.stock_tahoe is not available"}
+    """Stock Tahoe's upload of ``path`` through one running stock client node: ``tahoe put`` (start
+    to exit) and ``PUT /uri`` to the node (no CLI start-up), each onto servers wiped before it."""
+    from tools.stock_tahoe import client_for_grid
+
     tahoe = REPO / ".cache" / "tahoe-venv" / "bin" / "tahoe"
     if not tahoe.exists():
         return {"stock_tahoe_put": "no stock Tahoe venv: run `make tahoe`"}
-    stock = stock_put_rate(tahoe, grid, path)
-    return {"stock_tahoe_put_mb_per_s": stock["mb_per_s"]}
+    size = path.stat().st_size
+    with tempfile.TemporaryDirectory(prefix="stock-client-") as tmp:
+        node = client_for_grid(tahoe, grid, Path(tmp) / "client")
+        try:
+            _fresh(grid)
+            t0 = time.perf_counter()
+            node.put(path)
+            cli_s = time.perf_counter() - t0
+            _fresh(grid)
+            t0 = time.perf_counter()
+            node.put_http(path)
+            node_s = time.perf_counter() - t0
+        finally:
+            node.stop()
+    return {
+        "stock_tahoe_put_mb_per_s": round(size / cli_s / 1e6, 2),
+        "stock_node_put_mb_per_s": round(size / node_s / 1e6, 2),
+    }
+
+
+def _daemon_cli(grid: Path, path: Path, work: Path) -> dict[str, Any]:
+    """Our ``put`` command through a running daemon of ours, start to exit (the daemon spools the
+    body and uploads it, as a stock node does with ``tahoe put``'s)."""
+    from tools.daemon import running_daemon
+
+    work.mkdir(parents=True, exist_ok=True)
+    with running_daemon(grid, work) as (url, _):
+        _fresh(grid)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("UPLOADER_")}
+        env |= {"UPLOADER_DAEMON": url, "HOME": str(work)}
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "uploader", "put", str(path)], cwd=REPO, env=env, check=True,
+                       capture_output=True)  # fmt: skip
+        seconds = time.perf_counter() - t0
+    return {"put_daemon_cli_mb_per_s": round(path.stat().st_size / seconds / 1e6, 2)}
 
 
 def main(argv: list[str] | None = None) -> int:

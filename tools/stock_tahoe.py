@@ -458,6 +458,24 @@ class StockClientNode(_Node):
         out = self.tahoe("-d", str(self.dir), "put", str(file), timeout_s=timeout_s)
         return out.stdout.strip().splitlines()[-1]
 
+    def put_http(self, file: Path, timeout_s: float = CLI_TIMEOUT_S) -> str:
+        """``PUT /uri`` with the file as the body, to this running node's web API: the upload as
+        ``tahoe put`` hands it over, without the CLI's own start-up (~0.8 s here). The cap."""
+        conn = http.client.HTTPConnection(
+            HOST, int(self.web_url.rsplit(":", 1)[1].strip("/")), timeout=timeout_s
+        )
+        try:
+            with Path(file).open("rb") as body:
+                size = os.fstat(body.fileno()).st_size
+                conn.request("PUT", "/uri", body=body, headers={"Content-Length": str(size)})
+            resp = conn.getresponse()
+            text = resp.read().decode("utf-8", "replace").strip()
+        finally:
+            conn.close()
+        if resp.status != 200 or not text.startswith("URI:"):
+            raise UploaderError(f"stock node answered PUT /uri with {resp.status}: {text[:200]}")
+        return text
+
     def get(self, cap: str, out: Path, timeout_s: float = CLI_TIMEOUT_S) -> None:
         """``tahoe get CAP OUT``."""
         self.tahoe("-d", str(self.dir), "get", cap, str(out), timeout_s=timeout_s)
