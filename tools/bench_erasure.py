@@ -56,9 +56,15 @@ def _rate(fn: Any, nbytes: int, min_cpu_s: float) -> float:
             return calls * nbytes / spent / 1e6
 
 
+BUFFER_POOL = 256 * 2**20  # bytes the codec rates cycle through
+
+
 def codec_rates(backend: ErasureBackend, segment: int, min_cpu_s: float) -> dict[str, float]:
     size = -(-segment // K)
-    bufs = [memoryview(bytearray(os.urandom(K * size) + bytes((N - K) * size))) for _ in range(8)]
+    # Far more buffers than the last-level cache holds (as in an upload, where each segment is
+    # fresh from the file): a few cache-resident buffers flattered the memory-bound ISA-L most.
+    piece = os.urandom(K * size) + bytes((N - K) * size)
+    bufs = [memoryview(bytearray(piece)) for _ in range(max(8, -(-BUFFER_POOL // len(piece))))]
     turn = iter(range(1 << 62))
 
     def encode() -> None:  # the worker's call: check blocks written in place after the pieces
