@@ -37,6 +37,7 @@ import psutil
 
 from tools.daemon import running_daemon
 from tools.measure import same_bytes
+from tools.rss_cap import pss_of
 from uploader import daemonclient
 from uploader.daemon import MAX_UPLOADS
 from uploader.encoding import encode_file_inline, slot_size_for
@@ -100,7 +101,8 @@ def write_files(directory: Path, sizes: list[int], rng: random.Random) -> list[P
 
 
 class RssSampler:
-    """Peak RSS of a process and of it plus its children, every ``period_s``."""
+    """Peak RSS of a process and of it plus its children, and their summed PSS, every ``period_s``
+    (sampled: peaks shorter than a period can be missed, so these are lower bounds)."""
 
     def __init__(self, pid: int, period_s: float = 0.05) -> None:
         self.proc = psutil.Process(pid)
@@ -112,7 +114,6 @@ class RssSampler:
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
-        ticks = -1
         while not self._stop.is_set():
             try:
                 own = self.proc.memory_info().rss
@@ -121,13 +122,9 @@ class RssSampler:
                 for child in children:
                     with contextlib.suppress(psutil.NoSuchProcess):
                         total += child.memory_info().rss
-                ticks += 1
-                if ticks % 4 == 0:  # PSS reads /proc/PID/smaps: dearer, so every 4th sample
-                    pss = self.proc.memory_full_info().pss
-                    for child in children:
-                        with contextlib.suppress(psutil.NoSuchProcess):
-                            pss += child.memory_full_info().pss
-                    self.peak_pss = max(self.peak_pss, pss)
+                # PSS from smaps_rollup (the kernel's sums: cheap enough for every sample)
+                pss = pss_of(self.proc.pid) + sum(pss_of(child.pid) for child in children)
+                self.peak_pss = max(self.peak_pss, pss)
             except psutil.NoSuchProcess:
                 return
             self.peak_own = max(self.peak_own, own)

@@ -1,15 +1,15 @@
 """Peak memory of ``python -m uploader cap`` over a big file (issue 2's acceptance figure).
 
 ``python -m tools.rss_cap --size 1073741824 [--workers W]`` writes a file of that size in a
-temporary directory, runs ``cap`` on it, and samples the whole process tree every 20 ms:
-peak RSS of the network process, peak RSS of any single worker, and the peak of the tree's summed
-PSS (proportional set size: shared-memory slots counted once, not once per process).
+temporary directory, runs ``cap`` on it, and watches the whole process tree every 20 ms: peak
+RSS of the network process and of any single worker (the kernel's high-water mark, ``VmHWM``: no
+peak between two looks is missed), and the peak of the tree's summed PSS (proportional set size:
+shared-memory slots counted once, not once per process; sampled, so a lower bound).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import subprocess
@@ -22,10 +22,21 @@ from typing import Any
 import psutil
 
 
-def _pss(pid: int) -> int:
+def pss_of(pid: int) -> int:
     try:
         for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
             if line.startswith("Pss:"):
+                return int(line.split()[1]) * 1024
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        pass
+    return 0
+
+
+def _hwm(pid: int) -> int:
+    """The process's peak RSS so far (``VmHWM``), bytes; 0 once it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
                 return int(line.split()[1]) * 1024
     except (FileNotFoundError, ProcessLookupError, PermissionError):
         pass
@@ -41,11 +52,10 @@ def measure(argv: list[str], env: dict[str, str] | None = None) -> dict[str, Any
     while proc.poll() is None:
         try:
             children = root.children(recursive=True)
-            peak_main = max(peak_main, root.memory_info().rss)
+            peak_main = max(peak_main, _hwm(proc.pid))
             for child in children:
-                with contextlib.suppress(psutil.NoSuchProcess):
-                    peak_child = max(peak_child, child.memory_info().rss)
-            peak_pss = max(peak_pss, _pss(proc.pid) + sum(_pss(c.pid) for c in children))
+                peak_child = max(peak_child, _hwm(child.pid))
+            peak_pss = max(peak_pss, pss_of(proc.pid) + sum(pss_of(c.pid) for c in children))
         except psutil.NoSuchProcess:
             break
         time.sleep(0.02)
