@@ -67,7 +67,8 @@ def _sigint_held() -> Iterator[None]:
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        # None: the handler was not set from Python (an embedding host's); the default is closest
+        signal.signal(signal.SIGINT, previous if previous is not None else signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
 
