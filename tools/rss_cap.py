@@ -22,25 +22,25 @@ from typing import Any
 import psutil
 
 
-def pss_of(pid: int) -> int:
+def _proc_kb(pid: int, name: str, field: str) -> int:
+    """``field`` (a ``kB`` line) of ``/proc/PID/name``, in bytes; 0 once the process is gone."""
     try:
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
+        for line in Path(f"/proc/{pid}/{name}").read_text().splitlines():
+            if line.startswith(field):
                 return int(line.split()[1]) * 1024
     except (FileNotFoundError, ProcessLookupError, PermissionError):
         pass
     return 0
+
+
+def pss_of(pid: int) -> int:
+    """The process's proportional set size now (shared pages split among their users), bytes."""
+    return _proc_kb(pid, "smaps_rollup", "Pss:")
 
 
 def _hwm(pid: int) -> int:
-    """The process's peak RSS so far (``VmHWM``), bytes; 0 once it is gone."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        pass
-    return 0
+    """The process's peak RSS so far (``VmHWM``), bytes."""
+    return _proc_kb(pid, "status", "VmHWM:")
 
 
 def measure(argv: list[str], env: dict[str, str] | None = None) -> dict[str, Any]:
