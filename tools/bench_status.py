@@ -11,6 +11,7 @@ stand-ins at nice 19: the daemon's own share of the machine). Each round reports
 |---|---|
 | ``idle_status_ms`` | ``GET /status`` latency (p50/p99/max, ms) with nothing running |
 | ``busy_status_ms`` | the same while ``uploads`` PUTs run at once (the target: p99 under 50 ms), polled on a fixed 100 ms schedule and timed from each poll's due time (a stall counts for every poll it delays), only while transfers are active; ``n`` samples |
+| ``busy_status_served_ms`` | the same answers timed from sending to the answer read (without the poller's own lateness, which on these 2 cores also waits for the CPU) |
 | ``busy_status_build_ms`` | the daemon's own time to build those answers (``Server-Timing``); the rest is queueing |
 | ``busy_static_file_ms`` | a 1 KB file served from memory, polled alongside: how long any answer waits |
 | ``status_vs_static_file_p50`` | ``/status``'s median over that file's: what ``/status`` itself adds |
@@ -138,7 +139,7 @@ def _upload_all(port: int, files: list[str], results: Any, nice: int) -> None:
 def _poll_while(port: int, running: threading.Event) -> dict[str, Any]:
     """Poll as the page does (plus more often): /status every POLL_S, history and the page each second."""
     status, history, page, trivial = Poller(port), Poller(port), Poller(port), Poller(port)
-    out: dict[str, list[float]] = {"status": [], "history": [], "page": [], "trivial": []}
+    out: dict[str, list[float]] = {"status": [], "served": [], "history": [], "page": [], "trivial": []}
     failed = 0
     last_seq = 0
     next_page = 0.0
@@ -151,11 +152,12 @@ def _poll_while(port: int, running: threading.Event) -> dict[str, Any]:
             due = start + sent * POLL_S
             sent += 1
             time.sleep(max(0.0, due - time.monotonic()))
-            code, _, body = status.get("/status")
+            code, served_ms, body = status.get("/status")
             late_ms = (time.monotonic() - due) * 1e3
             failed += code != 200
             if code != 200 or _uploads_active(body):
                 out["status"].append(late_ms)
+                out["served"].append(served_ms)  # request sent to answer read: no schedule delay
             code, ms, _ = trivial.get("/static/status.css")  # from memory: the loop's own delay
             out["trivial"].append(ms)
             failed += code != 200
@@ -260,6 +262,7 @@ def _phase(
         "upload_statuses": sorted(set(statuses)),
         "uploads_mb_per_s": round(uploads * size / seconds / 1e6, 1),
         "busy_status_ms": busy,
+        "busy_status_served_ms": _summary(polled["served"]),
         "busy_status_build_ms": _summary(polled["build"]),
         "busy_static_file_ms": _summary(polled["trivial"]),
         "status_vs_static_file_p50": round(
