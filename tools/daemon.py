@@ -48,6 +48,20 @@ def wait_up(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 90, log:
     raise RuntimeError(f"the daemon did not answer at {url} within {timeout_s} s")
 
 
+def spawn_serve(config: Path, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """``python -m uploader serve --config CONFIG`` with ``env``; its stdout and stderr go to ``log``
+    (written afresh)."""
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "uploader", "serve", "--config", str(config)],
+            cwd=REPO,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=out,
+            env=env,
+        )
+
+
 @contextmanager
 def running_daemon(
     grid_dir: Path, work: Path, overrides: dict[str, Any] | None = None
@@ -60,15 +74,7 @@ def running_daemon(
     env = {k: v for k, v in os.environ.items() if not k.startswith("UPLOADER_")}
     env.update(HOME=str(work), XDG_CONFIG_HOME=str(work / ".config"))
     env.pop("NOTIFY_SOCKET", None)
-    with (work / "serve.log").open("wb") as serve_log:
-        daemon = subprocess.Popen(
-            [sys.executable, "-m", "uploader", "serve", "--config", str(config)],
-            cwd=REPO,
-            stdin=subprocess.DEVNULL,
-            stdout=serve_log,
-            stderr=serve_log,
-            env=env,
-        )
+    daemon = spawn_serve(config, env, work / "serve.log")
     try:
         wait_up(url, daemon, log=work / "serve.log")
         yield url, daemon

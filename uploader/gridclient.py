@@ -28,7 +28,7 @@ from uploader.journal import JournalDir, JournalHandle, JournalRecord
 from uploader.prespawn import Spawned
 from uploader.secrets import convergence_secret, lease_secret
 from uploader.supervisor import WorkerPool
-from uploader.upload import Upload, UploadResult, UploadSettings
+from uploader.upload import Upload, UploadResult, UploadSettings, abort_journal_buckets
 from uploader.verify import Verify, VerifyReport
 from uploader.wire.nurl import Nurl, parse_nurl
 from workers.geometry import EncodingParams
@@ -238,17 +238,7 @@ class GridClient:
     async def abandon_journal(self, handle: JournalHandle, record: JournalRecord) -> None:
         """Drop an interrupted upload that will not be resumed: abort its in-progress shares (with
         its upload secrets; servers that are down drop theirs when idle) and remove its journal."""
-        by_id = {c.nurl.spki_hash: c for c in self.clients}
-        secrets = record.secrets_by_server()
-        await asyncio.gather(
-            *(
-                by_id[sid].abort(record.storage_index, shnum, secrets[sid])
-                for sid, shares in record.placement().items()
-                if sid in by_id
-                for shnum in shares
-            ),
-            return_exceptions=True,  # already complete, already gone: nothing left to abort
-        )
+        await abort_journal_buckets(self.clients, record)
         await asyncio.to_thread(handle.remove)
 
     async def upload(

@@ -65,6 +65,22 @@ STOCK_WRITE_SIZE = 1_000_000  # allmydata.immutable.layout.WriteBucketProxy's ba
 JOURNAL_EVERY_S = 2.0  # pass 2 rewrites the upload journal at most this often
 
 
+async def abort_journal_buckets(clients: Iterable[StorageClient], record: JournalRecord) -> None:
+    """Abort the in-progress shares a journal placed, with its upload secrets (best effort: a share
+    already complete or gone has nothing to abort; a server that is down drops its own when idle)."""
+    by_id = {Upload._id(c): c for c in clients}
+    secrets = record.secrets_by_server()
+    await asyncio.gather(
+        *(
+            by_id[sid].abort(record.storage_index, shnum, secrets[sid])
+            for sid, shares in record.placement().items()
+            if sid in by_id
+            for shnum in shares
+        ),
+        return_exceptions=True,
+    )
+
+
 @dataclass(frozen=True)
 class UploadSettings:
     params: EncodingParams
@@ -422,17 +438,8 @@ class Upload:
 
     async def _abandon(self) -> None:
         """Abort the journal's in-progress shares (with its upload secrets) and remove the journal."""
-        rec = self.resume
-        assert rec is not None
-        by_id = {self._id(c): c for c in self.clients}
-        secrets = rec.secrets_by_server()
-        aborts = [
-            by_id[sid].abort(rec.storage_index, shnum, secrets[sid])
-            for sid, shares in rec.placement().items()
-            if sid in by_id
-            for shnum in shares
-        ]
-        await asyncio.gather(*aborts, return_exceptions=True)
+        assert self.resume is not None
+        await abort_journal_buckets(self.clients, self.resume)
         await self._journal_remove()
 
     async def _reclaim(self, real: dict[str, set[int]], allocated: dict[str, set[int]]) -> None:

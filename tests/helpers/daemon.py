@@ -9,14 +9,12 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import REPO
-from tools.daemon import write_daemon_config
+from tools.daemon import spawn_serve, write_daemon_config
 
 
 def write_config(grid_toml: Path, path: Path, **overrides: Any) -> Path:
@@ -51,15 +49,7 @@ class DaemonProcess:
         env.pop("XDG_CONFIG_HOME", None)
         if self.watchdog_usec:
             env["WATCHDOG_USEC"] = str(self.watchdog_usec)
-        with self.log_path.open("wb") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "uploader", "serve", "--config", str(self.config)],
-                cwd=REPO,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                env=env,
-            )
+        self.proc = spawn_serve(self.config, env, self.log_path)
         try:
             ready = self.wait_for("READY", timeout_s)
         except BaseException:

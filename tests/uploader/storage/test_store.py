@@ -179,27 +179,14 @@ def test_abort(tmp_path: Path) -> None:
     assert store.allocate(SI, [0], 10, R, C, U) == ([1], [0])  # space freed, can be made again
 
 
-def test_abort_while_a_write_holds_the_bucket(tmp_path: Path) -> None:
-    store, _ = make_store(tmp_path)
-    store.allocate(SI, [0], 10, R, C, U)
-    bucket = store.bucket(SI, 0, U)
-    fd = store.begin_write(bucket, 0, 10)
-    store.write(bucket, fd, 0, [b"12345"])
-    store.abort(SI, 0, U)
-    assert not bucket.incoming.exists()  # gone at once; the writer's fd keeps the nameless inode
-    with pytest.raises(ShareNotFound):
-        store.write(bucket, fd, 5, [b"67890"])
-    store.end_write(bucket, fd)
-    assert store.complete_shares(SI) == []
-
-
-def test_a_write_ending_after_abort_and_reallocation_leaves_the_new_upload_alone(tmp_path: Path) -> None:
+def test_abort_while_a_write_holds_the_bucket_then_a_new_upload_of_the_share(tmp_path: Path) -> None:
     store, _ = make_store(tmp_path)
     store.allocate(SI, [0], 10, R, C, U)
     old = store.bucket(SI, 0, U)
     fd = store.begin_write(old, 0, 10)
     store.write(old, fd, 0, [b"12345"])
     store.abort(SI, 0, U)
+    assert not old.incoming.exists()  # gone at once; the writer's fd keeps the nameless inode
     assert store.allocate(SI, [0], 10, R, C, b"v" * 20) == ([], [0])  # a new upload, same share
     new = store.bucket(SI, 0, b"v" * 20)
     fd2 = store.begin_write(new, 0, 5)
