@@ -253,6 +253,54 @@ def test_bad_requests_get_the_right_4xx_and_leave_nothing(daemon: DaemonProcess)
     assert _get(daemon, good)[0] == 200  # still serving
 
 
+def _answer(sock: socket.socket) -> tuple[bytes, bytes]:
+    """One answer off ``sock``: its status line and headers, and its body (by Content-Length)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, data
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    fields = dict(line.split(b": ", 1) for line in head.split(b"\r\n")[1:])
+    length = int(fields.get(b"Content-Length", b"0"))
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        assert chunk, body
+        body += chunk
+    return head, body
+
+
+def test_expect_100_continue_is_answered_after_the_checks(daemon: DaemonProcess) -> None:
+    body = random.Random(5).randbytes(300_000)
+    with socket.create_connection(("127.0.0.1", daemon.port), timeout=30) as s:
+        s.sendall(b"PUT /uri HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 300000\r\n\r\n")
+        assert _answer(s)[0] == b"HTTP/1.1 100 Continue"
+        s.sendall(body)
+        head, cap = _answer(s)
+    assert head.startswith(b"HTTP/1.1 200 "), head
+    assert _get(daemon, cap.decode().strip()) == (200, body)
+    # refused before the body is sent: the final answer comes instead of 100 Continue, and the
+    # connection is not kept (its unsent body would be read as the next request)
+    for head, status, words in (
+        (b"PUT /uri?mutable=true HTTP/1.1\r\nContent-Length: 300000\r\n", 400, b"immutable"),
+        (b"PUT /uri HTTP/1.1\r\nContent-Length: %d\r\n" % (2**50 + 1), 413, b"at most"),
+        (
+            b"POST /uri?t=upload HTTP/1.1\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n",
+            415,
+            b"multipart",
+        ),
+        (b"PUT /uri/URI:CHK:x HTTP/1.1\r\nContent-Length: 5\r\n", 405, b"accepts GET"),
+        (b"PUT /uri HTTP/1.1\r\nExpect: something-else\r\nContent-Length: 5\r\n", 417, b"100-continue"),
+    ):
+        with socket.create_connection(("127.0.0.1", daemon.port), timeout=30) as s:
+            expect = b"" if b"Expect" in head else b"Expect: 100-continue\r\n"
+            s.sendall(head + b"Host: x\r\n" + expect + b"\r\n")
+            answer, text = _answer(s)
+        assert answer.startswith(b"HTTP/1.1 %d " % status), (head, answer)
+        assert b"Connection: close" in answer and words in text, (answer, text)
+    assert _spool(daemon) == []
+
+
 def test_bodies_are_stored_as_sent_and_a_stalled_body_is_408(grid: LocalGrid, tmp_path: Path) -> None:
     import gzip
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aiohttp import BodyPartReader, web
+from aiohttp import BodyPartReader, HttpVersion11, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from uploader.api import request as rq
@@ -105,23 +105,62 @@ def make_app(state: ApiState) -> web.Application:
     app = web.Application(client_max_size=1024 * 1024)  # only small bodies are ever read whole
     app["state"] = state
 
+    def check(request: web.Request, req: rq.Request) -> None:
+        """The checks of a routed request that need no body."""
+        if req.route in (rq.Route.UPLOAD_PUT, rq.Route.UPLOAD_FORM):
+            if state.draining:
+                raise rq.ApiError(503, "the daemon is shutting down and takes no new uploads")
+            if req.route is rq.Route.UPLOAD_PUT:
+                chunked = "chunked" in request.headers.get("Transfer-Encoding", "").lower()
+                rq.upload_length(request.headers.get("Content-Length"), chunked, MAX_UPLOAD)
+            else:
+                rq.multipart_boundary(request.headers.get("Content-Type"))
+            rq.upload_tag(request.headers.get(rq.TAG_HEADER))
+
+    def refuse(request: web.Request, name: str, exc: Exception) -> web.Response:
+        status, message = rq.error_status(exc)
+        if status >= 500 and not isinstance(exc, UploaderError | rq.ApiError):
+            log.error("%s %s failed", request.method, name, exc_info=exc)
+        return error_response(status, message, exc)
+
+    def count(name: str, resp: web.StreamResponse) -> None:
+        state.requests[(name, resp.status)] = state.requests.get((name, resp.status), 0) + 1
+
     async def dispatch(request: web.Request) -> web.StreamResponse:
         name = "unknown"
         try:
             req = rq.route(request.method, request.rel_url.raw_path, request.query)
             name = req.route.value
-            if state.draining and req.route in (rq.Route.UPLOAD_PUT, rq.Route.UPLOAD_FORM):
-                raise rq.ApiError(503, "the daemon is shutting down and takes no new uploads")
+            check(request, req)
             resp = await HANDLERS[req.route](state, request, req)
         except Exception as exc:  # the process boundary: every error becomes a status and a sentence
-            status, message = rq.error_status(exc)
-            if status >= 500 and not isinstance(exc, UploaderError | rq.ApiError):
-                log.error("%s %s failed", request.method, name, exc_info=exc)
-            resp = error_response(status, message, exc)
-        state.requests[(name, resp.status)] = state.requests.get((name, resp.status), 0) + 1
+            resp = refuse(request, name, exc)
+        count(name, resp)
         return resp
 
-    app.router.add_route("*", "/{tail:.*}", dispatch)
+    async def expect(request: web.Request) -> web.StreamResponse | None:
+        """``Expect: 100-continue``: the checks that need no body run before the client is told to
+        send it, so a refused upload is refused before its bytes cross (RFC 9110 §10.1.1); the
+        connection then closes, as the body was never read."""
+        name = "unknown"
+        try:
+            value = request.headers.get("Expect", "")
+            if value.lower() != "100-continue":
+                raise rq.ApiError(417, f"only Expect: 100-continue is understood, not {value[:64]!r}")
+            req = rq.route(request.method, request.rel_url.raw_path, request.query)
+            name = req.route.value
+            check(request, req)
+        except Exception as exc:
+            resp = refuse(request, name, exc)
+            resp.force_close()
+            count(name, resp)
+            return resp
+        if request.version >= HttpVersion11:  # an HTTP/1.0 client gets no interim answer (§15.2)
+            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            request.writer.output_size = 0  # the answer proper has not started
+        return None
+
+    app.router.add_route("*", "/{tail:.*}", dispatch, expect_handler=expect)
     return app
 
 
