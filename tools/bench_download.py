@@ -78,7 +78,7 @@ async def _download(grid: Path, cap: ChkCap, out: Path, server_pids: list[int]) 
     async with GridClient(_config(grid), slot_count=DOWNLOAD_SLOTS) as client:  # as `get` runs it
         servers0 = sum(process_cpu_s(p) for p in server_pids)
         cpu0, t0 = time.process_time(), time.perf_counter()
-        sink = FileSink(out, 0, cap.size)
+        sink = FileSink(out, 0)
         await client.download(cap, sink)
         sink.commit()
         wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0

@@ -8,6 +8,7 @@ environment < flags) and maps typed errors to the exit codes of CONVENTIONS.md.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import json
 import os
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from uploader.config import Config, load_config
-from uploader.errors import UploaderError
+from uploader.errors import LocalIOError, Terminated, UploaderError
 
 COMMANDS = ("cap", "put", "get", "verify", "storage", "grid", "serve", "doctor")
 VERSION = "0.1.0"
@@ -99,11 +100,26 @@ def config_from_args(args: argparse.Namespace, env: dict[str, str] | None = None
     return load_config(getattr(args, "config", None), dict(os.environ) if env is None else env, cli)
 
 
+def emit(obj: Any) -> None:
+    """Print one --json object on stdout; a stdout that cannot take it (closed, full) is exit 7."""
+    try:
+        if sys.stdout is None:
+            raise OSError(errno.EBADF, "stdout is closed")
+        print(json.dumps(obj), flush=True)
+    except BrokenPipeError:
+        raise  # `… | head`: main says nothing
+    except OSError as exc:
+        raise LocalIOError(f"cannot write to stdout: {exc.strerror or exc}") from None
+
+
 def report_error(args: argparse.Namespace, exc: UploaderError, **fields: Any) -> int:
     """Print one failure (a JSON object with --json, else a sentence on stderr); return its exit code."""
     if getattr(args, "json", False):
         obj = {**fields, "error": str(exc), "error_class": type(exc).__name__, "exit_code": exc.exit_code}
-        print(json.dumps(obj), flush=True)
+        try:
+            emit(obj)
+        except LocalIOError as unsaid:  # stdout cannot take it: say both on stderr
+            print(f"uploader: error: {exc} (and {unsaid})", file=sys.stderr)
     else:
         prefix = f"{fields['file']}: " if "file" in fields else ""
         print(f"uploader: error: {prefix}{exc}", file=sys.stderr)
@@ -129,6 +145,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("uploader: interrupted", file=sys.stderr)
         return 130
+    except Terminated as exc:
+        print(f"uploader: {exc}", file=sys.stderr)
+        return 128 + exc.signum
     except BrokenPipeError as exc:
         if not _stdout_closed():  # a pipe of ours broke, not `… | head`: say so
             print(f"uploader: error: a connection closed unexpectedly ({exc})", file=sys.stderr)

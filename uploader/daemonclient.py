@@ -16,7 +16,6 @@ import fcntl
 import os
 import socket
 import stat
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,6 +23,7 @@ from urllib.parse import quote, urlsplit
 
 from uploader.api.request import EXIT_CODE_HEADER, SHARE_BYTES_HEADER, exit_code_for
 from uploader.errors import LocalIOError, UploaderError
+from uploader.output import Output
 
 CHUNK = 1024 * 1024
 CONNECT_TIMEOUT_S = 10.0
@@ -164,7 +164,7 @@ def get(
     """Download ``cap`` (a byte range of it when asked) to ``output`` (atomically) or stdout; bytes written."""
     if length == 0:
         if output is not None:
-            output.write_bytes(b"")
+            Output(output).commit()  # an empty file (a device or FIFO: opened and closed)
         return 0
     sock, host, prefix = _connect(url)
     with sock:
@@ -185,24 +185,13 @@ def get(
             raise DaemonError(f"the daemon at {url} sent a download without a Content-Length")
         if output is None:
             return _receive(sock, answer, 1, progress)
-        directory = output.parent if str(output.parent) else Path(".")
+        out = Output(output)  # a temp file moved into place at the end, or a device/FIFO in place
         try:
-            fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".part", dir=directory)
-        except OSError as exc:
-            raise LocalIOError(f"cannot create a file in {directory}: {exc.strerror}") from None
-        try:
-            try:
-                umask = os.umask(0)
-                os.umask(umask)
-                os.fchmod(fd, 0o666 & ~umask)  # as a file the user made (mkstemp's is 0600)
-                written = _receive(sock, answer, fd, progress)
-            finally:
-                os.close(fd)
-            os.replace(tmp, output)
+            written = _receive(sock, answer, out.fd, progress)
         except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+            out.discard()
             raise
+        out.commit()
     return written
 
 

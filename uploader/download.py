@@ -25,9 +25,7 @@ avoided from then on. The download fails only when fewer than k good shares rema
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
-import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -38,6 +36,7 @@ from uploader.chk.caps import ChkCap
 from uploader.errors import IntegrityError, LocalIOError, UploaderError
 from uploader.gbs import StorageClient
 from uploader.gbs.errors import ServerError
+from uploader.output import Output
 from uploader.shares import CorruptShare, FileShares, ShareSource
 from uploader.supervisor import JobError, SlotSet, WorkerPool
 from workers.hashes import TAG_CRYPTTEXT, TaggedHasher
@@ -84,58 +83,58 @@ class Sink(Protocol):
 
 
 class FileSink:
-    """A temp file beside ``path`` that the workers write into; renamed into place by ``commit``.
+    """A temp file beside ``path`` that the workers write into; moved into place by ``commit``
+    (``uploader.output``: until then nothing at ``path`` changes, so unverified bytes never look
+    like a finished file). ``path`` must not be a device or FIFO: see ``output_sink``."""
 
-    Until then nothing at ``path`` changes, so unverified bytes never look like a finished file."""
-
-    def __init__(self, path: Path, base: int, length: int) -> None:
-        self.path = path
+    def __init__(self, output: Path | Output, base: int) -> None:
+        self.output = output if isinstance(output, Output) else Output(output)
+        if self.output.temp is None:
+            self.output.close()
+            raise LocalIOError(f"{self.output.path} is not a regular file: it cannot be written out of order")
+        self.path = self.output.path
         self.base = base
-        directory = path.parent if str(path.parent) else Path(".")
-        try:
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=directory)
-        except OSError as exc:
-            raise LocalIOError(f"cannot create a file in {directory}: {exc.strerror}") from None
-        self.dest = tmp
-        try:
-            os.ftruncate(fd, length)
-            umask = os.umask(0)
-            os.umask(umask)
-            os.fchmod(fd, 0o666 & ~umask)
-        except OSError as exc:
-            os.close(fd)
-            self.discard()
-            raise LocalIOError(f"cannot prepare {tmp}: {exc.strerror}") from None
-        os.close(fd)
+        self.dest = self.output.temp
+        self.output.close()  # the workers open it by name
 
     async def write(self, data: memoryview) -> None:  # pragma: no cover - workers write files
         raise AssertionError("a file sink is written by the workers")
 
     def commit(self) -> None:
-        try:
-            os.replace(self.dest, self.path)
-        except OSError as exc:
-            self.discard()
-            raise LocalIOError(
-                f"cannot move the download into place at {self.path}: {exc.strerror}"
-            ) from None
+        self.output.commit()
 
     def discard(self) -> None:
-        with contextlib.suppress(OSError):
-            os.unlink(self.dest)
+        self.output.discard()
 
 
 class StreamSink:
-    """A file descriptor (stdout) written in file order, from a thread so the event loop never blocks."""
+    """A file descriptor (stdout, a device, a FIFO) written in file order, from a thread so the event
+    loop never blocks. ``output``: the opened ``-o`` destination it writes, closed by ``close``."""
 
     dest = ""
 
-    def __init__(self, fd: int, base: int = 0) -> None:
+    def __init__(self, fd: int, base: int = 0, output: Output | None = None) -> None:
         self.fd = fd
         self.base = base
+        self.output = output
 
     async def write(self, data: memoryview) -> None:
         await asyncio.get_running_loop().run_in_executor(None, _write_all, self.fd, data)
+
+    def commit(self) -> None:
+        if self.output is not None:
+            self.output.commit()
+
+    def discard(self) -> None:
+        if self.output is not None:
+            self.output.discard()
+
+
+def output_sink(path: Path, base: int) -> FileSink | StreamSink:
+    """The sink for ``get -o PATH`` (``uploader.output``): a temp file the workers write, or, for a
+    device or FIFO, the opened file written in file order."""
+    output = Output(path)
+    return StreamSink(output.fd, base, output) if output.in_place else FileSink(output, base)
 
 
 class BufferSink:
@@ -484,4 +483,13 @@ def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
     return leaves[0]
 
 
-__all__ = ["BufferSink", "Download", "DownloadResult", "DownloadSettings", "FileSink", "Sink", "StreamSink"]
+__all__ = [
+    "BufferSink",
+    "Download",
+    "DownloadResult",
+    "DownloadSettings",
+    "FileSink",
+    "Sink",
+    "StreamSink",
+    "output_sink",
+]

@@ -6,7 +6,17 @@ what arrived. The base class lives in ``workers.errors`` so both sides share it.
 
 from __future__ import annotations
 
+import signal
+
 from workers.errors import FormatError, IntegrityError, MessageError, ParameterError, UploaderError
+
+
+class Terminated(Exception):
+    """SIGTERM or SIGHUP stopped a command, which cleaned up first (exit 128 + the signal's number)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"terminated by {signal.Signals(signum).name}")
+        self.signum = signum
 
 
 class ConfigError(UploaderError):

@@ -15,7 +15,7 @@ def download_matches(config: Config, cap: ChkCap, source: Path, out: Path) -> bo
     """Download ``cap`` (every hash checked) to ``out`` and compare it with ``source`` byte for byte."""
 
     async def main() -> None:
-        sink = FileSink(out, 0, cap.size)
+        sink = FileSink(out, 0)
         try:
             async with GridClient(config, slot_count=32) as client:
                 await client.download(cap, sink)

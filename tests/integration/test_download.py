@@ -9,8 +9,11 @@ import json
 import os
 import random
 import signal
+import stat
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -68,9 +71,7 @@ def _put_sync(config: Config, path: Path, **kw: int) -> ChkCap:
 
 async def _get_file(client: GridClient, cap: ChkCap, out: Path, **kw: object) -> DownloadResult:
     offset = int(kw.get("offset", 0))  # type: ignore[call-overload]
-    length = kw.get("length")
-    size = cap.size - offset if length is None else min(int(length), cap.size - offset)  # type: ignore[call-overload]
-    sink = FileSink(out, offset, size)
+    sink = FileSink(out, offset)
     try:
         result = await client.download(cap, sink, **kw)  # type: ignore[arg-type]
     except BaseException:
@@ -203,6 +204,91 @@ def test_bad_caps_and_destinations_give_their_exit_codes(grid: LocalGrid, tmp_pa
     assert _cli(grid, "get", str(cap), "-o", str(tmp_path)).returncode == 7  # a directory
     assert _cli(grid, "get", str(cap), "-o", str(tmp_path / "no" / "such" / "dir")).returncode == 7
     assert not _advisories(grid.dir, cap.storage_index), "wrong caps must not accuse good shares"
+
+
+def test_outputs_that_are_not_plain_new_files(grid: LocalGrid, tmp_path: Path) -> None:
+    """-o to a device or FIFO writes in place (as `tahoe get` and a shell redirection do), through a
+    symlink writes its target, over a file keeps its mode; through the daemon client the same."""
+    path = tmp_path / "in.bin"
+    data = _write(path, 700_000, 9)
+    cap = str(_put_sync(grid.config(), path))
+    lit = str(LitCap(b"tiny"))
+    for c, want in ((cap, data), (lit, b"tiny")):
+        fifo = tmp_path / "fifo"
+        os.mkfifo(fifo)
+        got: list[bytes] = []
+        reader = threading.Thread(target=lambda f=fifo, g=got: g.append(f.read_bytes()))
+        reader.start()
+        res = _cli(grid, "get", c, "-o", str(fifo))
+        reader.join(60)
+        assert res.returncode == 0, res.stderr
+        assert got == [want] and stat.S_ISFIFO(fifo.lstat().st_mode)  # still a FIFO, not a file
+        fifo.unlink()
+        zero = tmp_path / "null"  # a character device of our own: /dev/null's numbers
+        os.mknod(zero, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+        assert _cli(grid, "get", c, "-o", str(zero)).returncode == 0
+        assert stat.S_ISCHR(zero.lstat().st_mode)
+        zero.unlink()
+        target, link = tmp_path / "target.bin", tmp_path / "link"
+        link.symlink_to(target.name)
+        assert _cli(grid, "get", c, "-o", str(link)).returncode == 0
+        assert link.is_symlink() and target.read_bytes() == want
+        link.unlink()
+        target.write_bytes(b"old")
+        target.chmod(0o600)
+        assert _cli(grid, "get", c, "-o", str(target)).returncode == 0
+        assert target.read_bytes() == want and target.stat().st_mode & 0o777 == 0o600
+        target.unlink()
+    huge = str(ChkCap(os.urandom(16), os.urandom(32), 3, 10, 2**64))  # no file is that large
+    refused = _cli(grid, "get", huge, "-o", str(tmp_path / "x"))
+    assert refused.returncode == 2 and b"2**64" in refused.stderr and b"Traceback" not in refused.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.bin"]  # no temp files left
+
+
+def test_sigterm_and_sighup_leave_the_old_file_and_no_temp_file(grid: LocalGrid, tmp_path: Path) -> None:
+    path = tmp_path / "in.bin"
+    _write(path, 96 * MiB, 10)
+    cap = str(_put_sync(grid.config(), path, seg=MiB))
+    out = tmp_path / "out.bin"
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        out.write_bytes(b"old")
+        cmd = [
+            sys.executable,
+            "-m",
+            "uploader",
+            "get",
+            cap,
+            "-o",
+            str(out),
+            "--config",
+            str(grid.dir / "uploader.toml"),
+        ]
+        proc = subprocess.Popen(cmd, cwd=REPO, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 60
+        while not any(p.name.endswith(".part") for p in tmp_path.iterdir()) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.2)  # into the download
+        proc.send_signal(signum)
+        err = proc.communicate(timeout=60)[1]
+        assert proc.returncode == 128 + signum, err  # would be 0 had the download already ended
+        assert b"terminated by SIG" in err and b"Traceback" not in err, err
+        assert out.read_bytes() == b"old"
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["in.bin", "out.bin"]
+
+
+def test_a_stdout_that_cannot_be_written_is_exit_7(grid: LocalGrid, tmp_path: Path) -> None:
+    path = tmp_path / "in.bin"
+    _write(path, 200_000, 11)
+    cap = str(_put_sync(grid.config(), path))
+    cmd = [sys.executable, "-m", "uploader", "get", cap, "--config", str(grid.dir / "uploader.toml")]
+    closed = subprocess.run(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=120,
+                            preexec_fn=lambda: os.close(1))  # fmt: skip
+    assert closed.returncode == 7 and b"stdout is closed" in closed.stderr, closed.stderr
+    with open("/dev/full", "wb") as full:
+        json_to_full = subprocess.run([*cmd, "--json", "-o", str(tmp_path / "o.bin")], cwd=REPO, stdout=full,
+                                      stderr=subprocess.PIPE, timeout=120)  # fmt: skip
+    assert json_to_full.returncode == 7, json_to_full.stderr
+    assert b"cannot write to stdout" in json_to_full.stderr and b"Traceback" not in json_to_full.stderr
 
 
 # --- corruption, missing shares, slow servers ------------------------------------------------------

@@ -131,6 +131,8 @@ def _numbers(m: re.Match[str]) -> tuple[int, int, int]:
         raise CapError(f"cap has k={k}, N={n}; expected 1 <= k <= N <= 256")
     if size <= LIT_MAX_SIZE:
         raise CapError(f"CHK cap has size {size}; files of at most {LIT_MAX_SIZE} bytes use LIT caps")
+    if size >= 2**64:  # a share records the file's size in 8 bytes
+        raise CapError(f"CHK cap has size {size}; a file has fewer than 2**64 bytes")
     return k, n, size
 
 

@@ -8,14 +8,13 @@ itself byte-identical to zfec first) and says which one is in use, from which fi
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
 from importlib import metadata
 from typing import Any
 
-from uploader.cli import VERSION, add_config_flags
+from uploader.cli import VERSION, add_config_flags, emit
 from uploader.config import Config
 from workers import erasure
 from workers.erasure import ErasureBackendError
@@ -86,7 +85,7 @@ def report(config: Config) -> tuple[dict[str, Any], int]:
 def run(args: argparse.Namespace, config: Config) -> int:
     info, code = report(config)
     if args.json:
-        print(json.dumps(info), flush=True)
+        emit(info)
         return code
     e = info["erasure"]
     lines = [

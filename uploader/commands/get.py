@@ -9,7 +9,9 @@ FILE, renamed into place only after every check passed; a failed download leaves
 from __future__ import annotations
 
 import argparse
-import json
+import asyncio
+import os
+import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -17,9 +19,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from uploader.chk.caps import CapError, ChkCap, LitCap, parse_read_cap
-from uploader.cli import add_config_flags, report_error
+from uploader.cli import add_config_flags, emit, report_error
 from uploader.config import Config
-from uploader.errors import LocalIOError, UploaderError, UsageError
+from uploader.errors import LocalIOError, Terminated, UploaderError, UsageError
 from uploader.progress import ProgressBar
 from workers.base32 import b32encode
 
@@ -45,7 +47,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("cap", metavar="CAP", help="the read cap")
     p.add_argument(
-        "-o", "--output", metavar="FILE", help="write to FILE (atomically, once verified); default stdout"
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="write to FILE (atomically, once verified; a device or FIFO is written in place); default stdout",
     )
     p.add_argument("--offset", type=_nonnegative, default=0, metavar="N", help="first byte to download")
     p.add_argument("--length", type=_nonnegative, metavar="N", help="bytes to download (default: to the end)")
@@ -66,6 +71,8 @@ def _nonnegative(text: str) -> int:
 def run(args: argparse.Namespace, config: Config) -> int:
     to_stdout = args.output in (None, "-")
     try:
+        if to_stdout and sys.stdout is None:
+            raise LocalIOError("stdout is closed: give an output file with -o FILE")
         if args.json and to_stdout:
             raise UsageError(
                 "--json prints its summary on stdout, which would mix it with the file: use -o FILE"
@@ -102,15 +109,22 @@ def _via_daemon(args: argparse.Namespace, url: str, cap: ChkCap, output: Path | 
     start = time.monotonic()
     ranged = offset != 0 or length != cap.size
     bar = ProgressBar(output.name if output is not None else "stdout", length)
+
+    def terminated(signum: int, _frame: object) -> None:
+        raise Terminated(signum)  # unwinds through the download, which removes its temp file
+
+    before = {signum: signal.signal(signum, terminated) for signum in (signal.SIGTERM, signal.SIGHUP)}
     try:
         written = daemonclient.get(url, str(cap), output, offset, length if ranged else None, progress=bar)
     finally:
+        for signum, handler in before.items():
+            signal.signal(signum, handler)
         bar.close()
     result = DaemonDownload(
         cap.storage_index, cap.size, offset, written, time.monotonic() - start, not ranged
     )
     if args.json:
-        print(json.dumps(summary(result, output)), flush=True)
+        emit(summary(result, output))
     elif bar.enabled:
         print(_done_line(result), file=sys.stderr)
     return 0
@@ -139,7 +153,8 @@ def _span(args: argparse.Namespace, size: int) -> tuple[int, int]:
 
 
 def _lit(args: argparse.Namespace, cap: LitCap, output: Path | None) -> int:
-    from uploader.download import DownloadResult, FileSink
+    from uploader.download import DownloadResult
+    from uploader.output import Output
 
     offset, length = _span(args, cap.size)
     data = cap.data[offset : offset + length]
@@ -148,41 +163,46 @@ def _lit(args: argparse.Namespace, cap: LitCap, output: Path | None) -> int:
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
     else:
-        sink = FileSink(output, offset, length)
+        out = Output(output)
         try:
-            with open(sink.dest, "r+b") as fh:
-                fh.write(data)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(out.fd, view) :]
         except OSError as exc:
-            sink.discard()
-            raise LocalIOError(f"cannot write {sink.dest}: {exc.strerror}") from None
-        sink.commit()
+            out.discard()
+            raise LocalIOError(f"cannot write {output}: {exc.strerror}") from None
+        except BaseException:
+            out.discard()
+            raise
+        out.commit()
     if args.json:
         seconds = time.monotonic() - start
         result = DownloadResult(b"", cap.size, offset, length, seconds, offset == 0 and length == cap.size)
-        print(json.dumps({**summary(result, output), "storage_index": None}), flush=True)
+        emit({**summary(result, output), "storage_index": None})
     return 0
 
 
 async def _run(
     args: argparse.Namespace, config: Config, cap: ChkCap, output: Path | None, early: list[Spawned]
 ) -> int:
-    from uploader.download import FileSink, StreamSink
+    from uploader.download import FileSink, StreamSink, output_sink
     from uploader.gridclient import GridClient
 
     offset, length = _span(args, cap.size)
     label = output.name if output is not None else "stdout"
     bar = ProgressBar(label, length)
     sink: FileSink | StreamSink = (
-        FileSink(output, offset, length) if output is not None else StreamSink(sys.stdout.fileno())
+        output_sink(output, offset) if output is not None else StreamSink(sys.stdout.fileno())
     )
+    stopped_by = _stop_on_signals()  # SIGTERM/SIGHUP unwind like Ctrl-C: no temp file is left
     try:
         async with GridClient(config, slot_count=DOWNLOAD_SLOTS, early_workers=early) as grid:
             result = await grid.download(cap, sink, offset=offset, length=length, progress=bar)
-        if isinstance(sink, FileSink):
-            sink.commit()
-    except BaseException:
-        if isinstance(sink, FileSink):
-            sink.discard()
+        sink.commit()
+    except BaseException as exc:
+        sink.discard()
+        if isinstance(exc, asyncio.CancelledError) and stopped_by:
+            raise Terminated(stopped_by[0]) from None
         raise
     finally:
         bar.close()
@@ -193,10 +213,24 @@ async def _run(
             file=sys.stderr,
         )
     if args.json:
-        print(json.dumps(summary(result, output)), flush=True)
+        emit(summary(result, output))
     elif bar.enabled:
         print(_done_line(result), file=sys.stderr)
     return 0
+
+
+def _stop_on_signals() -> list[int]:
+    """Cancel the running task on SIGTERM or SIGHUP; the list gets the signal's number."""
+    loop, task, got = asyncio.get_running_loop(), asyncio.current_task(), []
+
+    def stop(signum: int) -> None:
+        got.append(signum)
+        if task is not None:
+            task.cancel()
+
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        loop.add_signal_handler(signum, stop, signum)
+    return got
 
 
 def _done_line(result: DownloadResult | DaemonDownload) -> str:

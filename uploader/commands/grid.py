@@ -12,6 +12,7 @@ import argparse
 import json
 from pathlib import Path
 
+from uploader.cli import emit
 from uploader.config import Config
 from uploader.grid import CLIENT_CONFIG, SERVERS_YAML, ServerStatus, grid_status, start_grid, stop_grid
 
@@ -58,7 +59,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
     if args.grid_action == "stop":
         stopped = stop_grid(directory)
         if args.json:
-            print(json.dumps({"stopped": stopped}))
+            emit({"stopped": stopped})
         else:
             print(f"stopped {len(stopped)} servers" + (f": {', '.join(stopped)}" if stopped else ""))
         return 0

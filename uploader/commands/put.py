@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from uploader.cli import add_config_flags, report_error
+from uploader.cli import add_config_flags, emit, report_error
 from uploader.config import Config
 from uploader.errors import LocalIOError, UploaderError, UsageError
 from uploader.journal import JournalError, JournalHandle, JournalRecord
@@ -114,7 +114,7 @@ async def _run(args: argparse.Namespace, config: Config, early: list[Spawned]) -
                 }
                 if result.resumed:
                     fields |= {"resumed": True, "share_bytes_skipped": result.share_bytes_skipped}
-                print(json.dumps(fields), flush=True)
+                emit(fields)
             elif len(args.files) > 1:
                 print(f"{path}: {result.cap}", flush=True)
             else:

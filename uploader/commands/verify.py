@@ -8,12 +8,11 @@ A verify cap (URI:CHK-Verifier:…) is enough: nothing is decrypted.
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any
 
 from uploader import aio
 from uploader.chk.caps import CapError, ChkCap, LitCap, VerifyCap, parse_cap
-from uploader.cli import add_config_flags, report_error
+from uploader.cli import add_config_flags, emit, report_error
 from uploader.config import Config
 from uploader.errors import UploaderError, UsageError
 from uploader.gridclient import GridClient
@@ -45,7 +44,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
             raise UsageError(f"CAP: {exc}") from None
         if isinstance(cap, LitCap):
             if args.json:
-                print(json.dumps({"storage_index": None, "size": cap.size, "healthy": True, "lit": True}))
+                emit({"storage_index": None, "size": cap.size, "healthy": True, "lit": True})
             else:
                 print(
                     "LIT cap: the file's bytes are in the cap itself; nothing on the grid to check. healthy"
@@ -55,7 +54,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
     except UploaderError as exc:
         return report_error(args, exc)
     if args.json:
-        print(json.dumps(as_json(report)), flush=True)
+        emit(as_json(report))
     else:
         print(as_text(report), flush=True)
     return 0 if report.healthy else EXIT_UNHEALTHY
