@@ -7,6 +7,10 @@
 - A worker that dies (EOF on its socket, or its process sentinel fires) or hangs (a job past its
   deadline: it is SIGKILLed) is replaced, and its jobs are re-queued at the front — encoding is
   deterministic, so re-running is safe. A job that kills three workers fails instead.
+- The pool keeps itself topped up to ``size`` live workers: one refill at a time starts what is
+  missing, and a worker that dies while starting is tried again after a pause that doubles. After
+  ``START_ATTEMPTS`` rounds in a row that started none, the refill gives up for a while; if no worker
+  is left then, the queued jobs (and new ones) fail with a ``PoolError`` instead of waiting for good.
 - Workers die with the network process (PR_SET_PDEATHSIG, and EOF), and the arena is a memfd, so
   nothing is left in /dev/shm.
 """
@@ -57,10 +61,18 @@ from workers.slots import Arena
 log = logging.getLogger("uploader.pool")
 
 MAX_ATTEMPTS = 3
+START_ATTEMPTS = 5  # rounds in a row that start no worker before a refill gives up (and says why)
+START_BACKOFF_S = 0.1  # pause after the first such round; doubles with each further one
+REFILL_PAUSE_S = 5.0  # after giving up, the refill tries again this much later (a cause may pass)
+START_TIMEOUT_S = 60.0  # for a worker's WorkerReady: one that hangs while booting counts as dead
 
 
 class PoolError(UploaderError):
     """The pool could not run a job (closed, or the job kept killing workers)."""
+
+
+class WorkerStartError(PoolError):
+    """A worker died (or hung) before it was ready; the pool tries again before giving up."""
 
 
 class JobError(UploaderError):
@@ -222,7 +234,13 @@ class WorkerPool:
         self._early = early if early is not None else []
         self._index = itertools.count()
         self.restarts = 0
-        self._spawning = 0
+        self._spawning = 0  # dead workers still being reaped and requeued
+        self._starting = 0  # workers started and not yet ready
+        self._refiller: asyncio.Task[None] | None = None
+        self._broken: PoolError | None = None  # set while no worker can be started and none is live
+        self.start_attempts = START_ATTEMPTS
+        self.start_backoff_s = START_BACKOFF_S
+        self.refill_pause_s = REFILL_PAUSE_S
         self._tasks: set[asyncio.Task[None]] = set()
         self.busy_s: dict[int, float] = {}
 
@@ -242,7 +260,7 @@ class WorkerPool:
                     f"{getattr(exc, 'strerror', None) or exc}; lower window or max_segment_size"
                 ) from None
             self.slots = SlotSet(range(self._slot_count))
-        await asyncio.gather(*(self._spawn() for _ in range(self.size)))
+        await self._fill()
         self._watchdog = asyncio.create_task(self._watch())
 
     async def __aenter__(self) -> WorkerPool:
@@ -276,42 +294,132 @@ class WorkerPool:
         return [w.process.pid for w in self._workers if not w.dead and not w.retiring]
 
     async def _spawn(self) -> None:
-        if self._early:  # started by prespawn() before the caller's imports: adopt it
-            spawned = self._early.pop(0)
-        else:
-            spawned = start_worker(self.erasure.name if self.erasure else "zfec", self.nice)
-        proc, parent = spawned.process, spawned.sock
+        """Start one worker and add it to the pool once it said it is ready.
+
+        Raises WorkerStartError when it dies (or hangs) first; the process is reaped either way, and
+        also when the caller is cancelled meanwhile."""
+        self._starting += 1
         try:
-            if self._arena is not None:
-                send_arena(parent, self._arena)
+            if self._early:  # started by prespawn() before the caller's imports: adopt it
+                spawned = self._early.pop(0)
             else:
-                socket.send_fds(parent, [bytes(16)], [])  # an empty arena hello: no slots
-        except OSError as exc:  # BrokenPipeError, ConnectionResetError: it died while starting
-            parent.close()
-            proc.join(1.0)
-            raise PoolError(
-                f"worker {proc.pid} exited (code {proc.exitcode}) while starting ({exc.strerror or exc}); "
-                "its stderr says why"
-            ) from None
-        parent.setblocking(False)
-        reader, writer = await asyncio.open_unix_connection(sock=parent, limit=MAX_FRAME)
-        try:
-            ready = await _read_message(reader)
-        except asyncio.IncompleteReadError:
-            writer.close()
-            proc.join(1.0)
-            raise PoolError(
-                f"worker {proc.pid} exited (code {proc.exitcode}) before it was ready; its stderr says why"
-            ) from None
-        if not isinstance(ready, WorkerReady):
-            raise PoolError(f"worker sent {type(ready).__name__} instead of WorkerReady")
-        if self.erasure and ready.backend != self.erasure.name:
-            raise PoolError(f"worker runs erasure backend {ready.backend}, expected {self.erasure.name}")
+                spawned = start_worker(self.erasure.name if self.erasure else "zfec", self.nice)
+            proc, parent = spawned.process, spawned.sock
+            writer: asyncio.StreamWriter | None = None
+            try:
+                try:
+                    if self._arena is not None:
+                        send_arena(parent, self._arena)
+                    else:
+                        socket.send_fds(parent, [bytes(16)], [])  # an empty arena hello: no slots
+                except OSError as exc:  # BrokenPipeError, ConnectionResetError: it died while starting
+                    raise self._start_failed(proc, f"while starting ({exc.strerror or exc})") from None
+                parent.setblocking(False)
+                reader, writer = await asyncio.open_unix_connection(sock=parent, limit=MAX_FRAME)
+                try:
+                    ready = await asyncio.wait_for(_read_message(reader), START_TIMEOUT_S)
+                except (asyncio.IncompleteReadError, ConnectionError, MessageError):
+                    raise self._start_failed(proc, "before it was ready") from None
+                except TimeoutError:
+                    raise WorkerStartError(
+                        f"worker {proc.pid} was not ready within {START_TIMEOUT_S:g} s of its start"
+                    ) from None
+                if not isinstance(ready, WorkerReady):
+                    raise WorkerStartError(f"worker sent {type(ready).__name__} instead of WorkerReady")
+                if self.erasure and ready.backend != self.erasure.name:
+                    raise WorkerStartError(
+                        f"worker runs erasure backend {ready.backend}, expected {self.erasure.name}"
+                    )
+                if self._closed:
+                    raise PoolError("the worker pool was closed while a worker started")
+            except BaseException:
+                if writer is not None:
+                    writer.close()
+                else:
+                    parent.close()
+                if proc.is_alive():
+                    proc.kill()
+                proc.join(1.0)
+                raise
+        finally:
+            self._starting -= 1
+        assert writer is not None
         worker = _Worker(next(self._index), proc, writer)
         self.busy_s.setdefault(worker.index, 0.0)  # listed from the start, busy or not
         worker.reader_task = asyncio.create_task(self._read_loop(worker, reader))
         self._workers.append(worker)
+        self._broken = None
         self._dispatch()
+
+    @staticmethod
+    def _start_failed(proc: Any, when: str) -> WorkerStartError:
+        proc.join(1.0)
+        why = "" if proc.exitcode is None or proc.exitcode < 0 else "; its stderr says why"
+        return WorkerStartError(f"worker {proc.pid} {_how_it_ended(proc)} {when}{why}")
+
+    async def _fill(self) -> None:
+        """Start workers until ``size`` are live, and retire any beyond it.
+
+        Workers that die while starting are started again after a pause (``start_backoff_s``,
+        doubling); raises the last WorkerStartError once ``start_attempts`` rounds in a row
+        started none. Several fills may run at once: each starts only what no other is starting."""
+        failures = 0
+        while not self._closed:
+            missing = self.size - self.live_workers - self._starting
+            if missing <= 0:
+                self._trim()
+                return
+            results = await asyncio.gather(*(self._spawn() for _ in range(missing)), return_exceptions=True)
+            errors = [r for r in results if isinstance(r, BaseException)]
+            for error in errors:
+                if not isinstance(error, WorkerStartError):
+                    raise error  # closed, or a bug: not something a retry mends
+            if not errors:
+                continue
+            failures = failures + 1 if len(errors) == len(results) else 0
+            if failures >= self.start_attempts:
+                raise WorkerStartError(
+                    f"workers keep dying as they start ({self.start_attempts} tries in a row): {errors[-1]}"
+                )
+            pause = self.start_backoff_s * 2 ** max(failures - 1, 0)
+            log.warning("%s; starting another in %.1f s", errors[-1], pause)
+            await asyncio.sleep(pause)
+
+    def _trim(self) -> None:
+        """Retire live workers beyond ``size`` (a resize overlapped a replacement)."""
+        live = [w for w in self._workers if not w.dead and not w.retiring]
+        for w in live[self.size :]:
+            w.retiring = True  # takes no new jobs; shut down once its queue drains
+            self._retire_if_idle(w)
+
+    def _refill(self) -> None:
+        """Top the pool up in the background, unless a refill is already under way."""
+        if self._closed or (self._refiller is not None and not self._refiller.done()):
+            return
+        self._refiller = asyncio.create_task(self._refill_until_full())
+        self._tasks.add(self._refiller)
+        self._refiller.add_done_callback(self._tasks.discard)
+
+    async def _refill_until_full(self) -> None:
+        while not self._closed:
+            try:
+                await self._fill()
+                return
+            except WorkerStartError as exc:
+                if not self.live_workers:
+                    self._give_up(PoolError(f"no worker process is running: {exc}"))
+                log.error("%s; trying again in %.0f s", exc, self.refill_pause_s)
+            await asyncio.sleep(self.refill_pause_s)
+
+    def _give_up(self, error: PoolError) -> None:
+        """Fail every queued job (no worker is left to run it), and new jobs until a worker starts."""
+        self._broken = error
+        for queue in self._queues.values():
+            for job in queue:
+                if not job.future.done():
+                    job.future.set_exception(error)
+        self._queues.clear()
+        self._rr.clear()
 
     async def close(self) -> None:
         """Stop every worker (Shutdown, then SIGKILL after a grace period) and fail queued jobs."""
@@ -354,12 +462,7 @@ class WorkerPool:
         if workers < 1:
             raise ValueError("a pool needs at least one worker")
         self.size = workers
-        live = [w for w in self._workers if not w.dead and not w.retiring]
-        for _ in range(workers - len(live)):
-            await self._spawn()
-        for w in live[workers:]:
-            w.retiring = True  # takes no new jobs; shut down once its queue drains
-            self._retire_if_idle(w)
+        await self._fill()
 
     def _retire_if_idle(self, w: _Worker) -> None:
         if w.retiring and not w.inflight and not w.dead:
@@ -426,6 +529,8 @@ class WorkerPool:
     async def _submit(self, client: Hashable, msg: JobMessage, timeout_s: float) -> ReplyMessage:
         if self._closed:
             raise PoolError("the worker pool is closed")
+        if self._broken is not None and not self.live_workers:
+            raise self._broken
         loop = asyncio.get_running_loop()
         job_id = next(self._ids)
         msg = _with_job(msg, job_id)
@@ -536,7 +641,7 @@ class WorkerPool:
         if self._closed or w.retiring:
             return
         self.restarts += 1
-        await self._spawn()
+        self._refill()
 
     def _background(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro)
@@ -546,9 +651,13 @@ class WorkerPool:
     async def wait_for_workers(self, timeout_s: float = 10.0) -> bool:
         """Wait until every replacement has started and W workers are live; False on timeout."""
         deadline = time.monotonic() + timeout_s
-        while (self._spawning or self.live_workers < self.size) and time.monotonic() < deadline:
+
+        def settled() -> bool:
+            return self.live_workers == self.size and not self._spawning and not self._starting
+
+        while not settled() and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
-        return self.live_workers == self.size and not self._spawning
+        return settled()
 
     async def _watch(self) -> None:
         while not self._closed:
@@ -569,6 +678,21 @@ class WorkerPool:
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(w.process.pid, signal.SIGKILL)
                     self._background(self._replace(w))
+            if self.live_workers + self._starting < self.size and not self._spawning:
+                self._refill()  # a backstop: every replacement refills, and so does this
+
+
+def _how_it_ended(proc: Any) -> str:
+    """How a process that ended (``exitcode`` set) ended: "was killed by SIGKILL", "exited with code 3"."""
+    code = proc.exitcode
+    if code is None:
+        return "closed its socket but is still running"
+    if code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with code {code}"
 
 
 def _with_job(msg: JobMessage, job_id: int) -> JobMessage:

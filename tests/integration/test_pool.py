@@ -146,33 +146,98 @@ def test_a_worker_that_cannot_load_its_backend_fails_the_pool_start(monkeypatch:
 
     async def main() -> None:
         pool = new_pool(1)
-        with pytest.raises(PoolError, match=r"exited \(code 3\) before it was ready"):
+        pool.start_attempts = 2  # tried again, then given up: the same cause each time
+        with pytest.raises(PoolError, match=r"exited with code 3 before it was ready; its stderr says why"):
             await pool.start()
         await pool.close()
 
     asyncio.run(main())
 
 
+class StartKiller:
+    """A fault: the next ``count`` workers the pool starts (all of them when None) are SIGKILLed
+    before the pool's hello reaches them."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, count: int | None = None) -> None:
+        import uploader.supervisor as supervisor
+
+        self.count = count
+        self.killed = 0
+        self._real = supervisor.start_worker
+        monkeypatch.setattr(supervisor, "start_worker", self)
+
+    def __call__(self, backend: str, nice: int = 0) -> Spawned:
+        spawned = self._real(backend, nice)
+        if self.count is None or self.killed < self.count:
+            spawned.process.kill()
+            spawned.process.join(10)
+            self.killed += 1
+        return spawned
+
+
 def test_a_worker_that_dies_before_its_hello_fails_the_pool_start_with_a_reason(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import uploader.supervisor as supervisor
-
-    real = supervisor.start_worker
-
-    def dies_at_once(backend: str, nice: int = 0) -> Spawned:  # a fault: the worker is gone at once
-        spawned = real(backend, nice)
-        spawned.process.kill()
-        spawned.process.join(10)
-        return spawned
-
-    monkeypatch.setattr(supervisor, "start_worker", dies_at_once)
+    StartKiller(monkeypatch)
 
     async def main() -> None:
         pool = new_pool(1)
-        with pytest.raises(PoolError, match=r"exited \(code -9\) while starting"):
+        pool.start_attempts = 2
+        with pytest.raises(
+            PoolError, match=r"worker \d+ was killed by SIGKILL (while starting|before it was ready)"
+        ):
             await pool.start()
         await pool.close()
+
+    asyncio.run(main())
+
+
+def test_a_worker_that_dies_while_starting_is_started_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """At start and as a replacement: the pool retries and gets back to its size."""
+    killer = StartKiller(monkeypatch, count=2)
+    key = b"k" * 16
+
+    async def main() -> tuple[bool, int]:
+        async with new_pool(2) as pool:  # two of its first starts died: tried again
+            assert pool.live_workers == 2
+            killer.count = killer.killed + 2  # the next two replacements die as they start
+            os.kill(pool.worker_pids()[0], signal.SIGKILL)
+            with await pool.encode("c", 0, key, 0, 900, 3, 10, data=bytes(900)) as r:
+                assert [bytes(b) for b in r.blocks] == [
+                    bytes(b) for b in encode_segment(bytes(900), key, 0, 3, 10).blocks
+                ]
+            return await pool.wait_for_workers(timeout_s=20), pool.live_workers
+
+    settled, live = asyncio.run(main())
+    assert killer.killed == 4
+    assert settled and live == 2
+
+
+def test_when_no_worker_can_start_queued_jobs_fail_and_the_pool_recovers_later(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every replacement dies as it starts: the queued jobs fail with a reason instead of waiting
+    for good; once workers can start again, the pool refills itself and runs jobs again."""
+    key = b"k" * 16
+
+    async def main() -> None:
+        async with new_pool(2) as pool:
+            pool.start_attempts, pool.start_backoff_s, pool.refill_pause_s = 2, 0.05, 0.3
+            killer = StartKiller(monkeypatch)
+            job = asyncio.ensure_future(pool.encode("c", 0, key, 0, 900, 3, 10, data=bytes(900)))
+            for pid in pool.worker_pids():
+                os.kill(pid, signal.SIGKILL)
+            with pytest.raises(
+                PoolError, match="no worker process is running: workers keep dying as they start"
+            ):
+                await asyncio.wait_for(job, 30)
+            with pytest.raises(PoolError, match="no worker process is running"):
+                await pool.encode("c", 1, key, 0, 900, 3, 10, data=bytes(900))  # no wait either
+            assert killer.killed >= 2
+            killer.count = 0  # the cause went away
+            assert await pool.wait_for_workers(timeout_s=20)
+            with await pool.encode("c", 2, key, 0, 900, 3, 10, data=bytes(900)) as r:
+                assert len(r.blocks) == 10
 
     asyncio.run(main())
 
