@@ -99,12 +99,16 @@ class GridClient:
         try:
             await self._connect()
             await self._auto_depth(self.config)
+            await workers
         except BaseException:
+            # Whichever failed, close both: connections left open here would each be reported
+            # as an unclosed session when the loop ends, burying the one line that says why.
             workers.cancel()
             await asyncio.gather(workers, return_exceptions=True)
+            await asyncio.gather(*(c.close() for c in self.clients), return_exceptions=True)
+            self.clients = []
             await self.pool.close()
             raise
-        await workers
 
     def _depth(self, config: Config) -> int:
         """``pipeline_depth`` in bytes (uploader/depth.py); "auto" before the RTT is known uses

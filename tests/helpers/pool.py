@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from uploader.chk.caps import Cap
 from uploader.encoding import encode_file_pooled, slot_size_for
+from uploader.prespawn import Spawned
 from uploader.supervisor import EncodeResult, WorkerPool
 from workers.geometry import EncodingParams
 
@@ -31,3 +34,24 @@ async def pool_encode_shares(
 def new_pool(workers: int, params: EncodingParams | None = None, **kw: object) -> WorkerPool:
     size = slot_size_for(params or EncodingParams())
     return WorkerPool(workers, slot_count=8, slot_size=size, **kw)  # type: ignore[arg-type]
+
+
+class StartKiller:
+    """A fault: the next ``count`` workers the pool starts (all of them when None) are SIGKILLed
+    before the pool's hello reaches them."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, count: int | None = None) -> None:
+        import uploader.supervisor as supervisor
+
+        self.count = count
+        self.killed = 0
+        self._real = supervisor.start_worker
+        monkeypatch.setattr(supervisor, "start_worker", self)
+
+    def __call__(self, backend: str, nice: int = 0) -> Spawned:
+        spawned = self._real(backend, nice)
+        if self.count is None or self.killed < self.count:
+            spawned.process.kill()
+            spawned.process.join(10)
+            self.killed += 1
+        return spawned

@@ -9,6 +9,8 @@ then byte-equal to the reference encoder's, and they decode to the file.
 from __future__ import annotations
 
 import asyncio
+import gc
+import logging
 import os
 import random
 import signal
@@ -20,11 +22,12 @@ import pytest
 from tests.helpers.faults import download_matches
 from tests.helpers.grid import shares_on_disk
 from tests.helpers.localgrid import LocalGrid
+from tests.helpers.pool import StartKiller
 from uploader.chk import reference
 from uploader.chk.caps import ChkCap
 from uploader.encoding import encode_file_inline
 from uploader.gridclient import GridClient
-from uploader.supervisor import WorkerPool
+from uploader.supervisor import PoolError, WorkerPool
 from workers.geometry import EncodingParams
 
 pytestmark = pytest.mark.integration
@@ -132,3 +135,37 @@ def test_workers_killed_mid_upload_the_cap_is_right(
         assert reference.decode(expected, shares) == data
     finally:
         grid.stop()
+
+
+def test_workers_that_cannot_start_fail_the_client_with_one_reason_and_no_open_connections(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """Every worker is SIGKILLed as it starts, after the servers have connected: the start fails
+    with a sentence that names the signal, and every connection is closed (no unclosed-session noise)."""
+    killer = StartKiller(monkeypatch)
+    grid = LocalGrid(tmp_path / "grid", 2).start()
+    try:
+
+        async def main() -> GridClient:
+            client = GridClient(grid.config(workers=2))
+            client.pool.start_attempts, client.pool.start_backoff_s = 2, 0.05
+            with pytest.raises(PoolError) as failed:
+                await client.start()
+            message = str(failed.value)
+            assert "workers keep dying as they start (2 tries in a row)" in message
+            assert "was killed by SIGKILL" in message and "stderr" not in message
+            return client
+
+        with caplog.at_level(logging.WARNING):
+            client = asyncio.run(main())
+            del client
+            gc.collect()
+    finally:
+        grid.stop()
+    assert killer.killed >= 4  # both workers, twice
+    noise = [r.getMessage() for r in caplog.records if "Unclosed" in r.getMessage()]
+    assert noise == []
+    assert "Unclosed" not in capfd.readouterr().err

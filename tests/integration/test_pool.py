@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from tests.conftest import REPO, VECTORS
-from tests.helpers.pool import new_pool, pool_encode_shares
+from tests.helpers.pool import StartKiller, new_pool, pool_encode_shares
 from tests.integration.test_tahoe_differential import (
     assert_same_as_tahoe,
     case_params,
@@ -25,7 +25,6 @@ from tests.integration.test_tahoe_differential import (
     tahoe_differential_results,
 )
 from uploader.chk import reference
-from uploader.prespawn import Spawned
 from uploader.supervisor import EncodeResult, PoolError, WorkerPool
 from workers import erasure, isal
 from workers.erasure import ErasureBackendError
@@ -152,27 +151,6 @@ def test_a_worker_that_cannot_load_its_backend_fails_the_pool_start(monkeypatch:
         await pool.close()
 
     asyncio.run(main())
-
-
-class StartKiller:
-    """A fault: the next ``count`` workers the pool starts (all of them when None) are SIGKILLed
-    before the pool's hello reaches them."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, count: int | None = None) -> None:
-        import uploader.supervisor as supervisor
-
-        self.count = count
-        self.killed = 0
-        self._real = supervisor.start_worker
-        monkeypatch.setattr(supervisor, "start_worker", self)
-
-    def __call__(self, backend: str, nice: int = 0) -> Spawned:
-        spawned = self._real(backend, nice)
-        if self.count is None or self.killed < self.count:
-            spawned.process.kill()
-            spawned.process.join(10)
-            self.killed += 1
-        return spawned
 
 
 def test_a_worker_that_dies_before_its_hello_fails_the_pool_start_with_a_reason(
