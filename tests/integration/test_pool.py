@@ -355,3 +355,26 @@ def test_backpressure_and_fairness() -> None:
     assert sorted(order) == ["a"] * 6 + ["b"] * 3
     # b's three jobs are not all served after a's six: round robin interleaves them
     assert order.index("b") < 4
+
+
+def test_a_resize_during_a_replacement_converges_to_the_new_size() -> None:
+    """Shrink while a killed worker's replacement is under way: the pool ends with the new size of
+    live worker processes, not one more (the replacement used to be started regardless of size)."""
+
+    async def main() -> tuple[bool, int, int]:
+        async with new_pool(3) as pool:
+            victim = pool.worker_pids()[0]
+            os.kill(victim, signal.SIGKILL)
+            while victim in pool.worker_pids():  # the pool has seen it die: its replacement is due
+                await asyncio.sleep(0.005)
+            await pool.resize(2)
+            settled = await pool.wait_for_workers(timeout_s=10)
+            deadline = time.monotonic() + 10
+            while sum(w.process.is_alive() for w in pool._workers) > 2 and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)  # a surplus worker is retired: it exits once idle
+            return settled, pool.live_workers, sum(w.process.is_alive() for w in pool._workers)
+
+    settled, live, processes = asyncio.run(main())
+    assert settled
+    assert live == 2
+    assert processes == 2
