@@ -458,11 +458,21 @@ class WorkerPool:
             self._arena.close()
 
     async def resize(self, workers: int) -> None:
-        """Grow or shrink to ``workers`` live workers without failing any job."""
+        """Grow or shrink to ``workers`` live workers without failing any job.
+
+        Raises WorkerStartError when the new workers cannot be started; the pool then goes back to
+        its previous size (surplus workers retire), so ``size`` — what /status shows and a later
+        reload compares with — stays the size the pool keeps, and the same reload can be tried again."""
         if workers < 1:
             raise ValueError("a pool needs at least one worker")
-        self.size = workers
-        await self._fill()
+        previous, self.size = self.size, workers
+        try:
+            await self._fill()
+        except WorkerStartError:
+            self.size = previous
+            self._trim()
+            log.warning("could not resize the pool to %d workers; keeping %d", workers, previous)
+            raise
 
     def _retire_if_idle(self, w: _Worker) -> None:
         if w.retiring and not w.inflight and not w.dead:

@@ -40,16 +40,24 @@ class StartKiller:
     """A fault: the next ``count`` workers the pool starts (all of them when None) are SIGKILLed
     before the pool's hello reaches them."""
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, count: int | None = None) -> None:
+    def __init__(
+        self, monkeypatch: pytest.MonkeyPatch, count: int | None = None, spare: frozenset[int] = frozenset()
+    ) -> None:
+        """``spare``: the starts (0 for the first) that are left alone, and count for nothing."""
         import uploader.supervisor as supervisor
 
         self.count = count
+        self.spare = spare
+        self.calls = 0
         self.killed = 0
         self._real = supervisor.start_worker
         monkeypatch.setattr(supervisor, "start_worker", self)
 
     def __call__(self, backend: str, nice: int = 0) -> Spawned:
         spawned = self._real(backend, nice)
+        self.calls += 1
+        if self.calls - 1 in self.spare:
+            return spawned
         if self.count is None or self.killed < self.count:
             spawned.process.kill()
             spawned.process.join(10)

@@ -378,3 +378,24 @@ def test_a_resize_during_a_replacement_converges_to_the_new_size() -> None:
     assert settled
     assert live == 2
     assert processes == 2
+
+
+def test_a_resize_whose_workers_cannot_start_keeps_the_previous_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Growing fails part-way (the new workers die as they start): the pool raises and stays at
+    its old size, so a reload that reports failure leaves /status as it was, and the same resize
+    works once workers can start again."""
+
+    async def main() -> None:
+        async with new_pool(1) as pool:
+            pool.start_attempts, pool.start_backoff_s = 2, 0.05
+            killer = StartKiller(monkeypatch, count=3, spare=frozenset({1}))  # one new worker starts
+            with pytest.raises(PoolError, match="workers keep dying as they start"):
+                await pool.resize(3)
+            assert pool.size == 1
+            assert await pool.wait_for_workers(timeout_s=10)  # the one that did start retires
+            assert pool.live_workers == 1
+            assert killer.killed == 3
+            await pool.resize(3)  # the same resize again, now that workers start
+            assert (pool.size, pool.live_workers) == (3, 3)
+
+    asyncio.run(main())
