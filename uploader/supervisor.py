@@ -613,7 +613,6 @@ class WorkerPool:
             if not self._closed:
                 if w.retiring and not w.inflight:  # it ended as asked: the pool shrank
                     log.info("worker %d (pid %s) retired", w.index, w.process.pid)
-                    self.busy_s.pop(w.index, None)
                 else:
                     log.warning(
                         "worker %d (pid %s) lost: %s", w.index, w.process.pid, exc or type(exc).__name__
@@ -627,6 +626,9 @@ class WorkerPool:
         if w.dead:
             return
         w.dead = True
+        # Its busy time leaves /status and /metrics with it, as a retired worker's does: one entry
+        # (and Prometheus series) per worker that ever crashed would grow without bound.
+        self.busy_s.pop(w.index, None)
         w.writer.close()
         if w.process.is_alive():
             w.process.kill()

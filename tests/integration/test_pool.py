@@ -399,3 +399,24 @@ def test_a_resize_whose_workers_cannot_start_keeps_the_previous_size(monkeypatch
             assert (pool.size, pool.live_workers) == (3, 3)
 
     asyncio.run(main())
+
+
+def test_a_lost_worker_leaves_the_busy_time_list() -> None:
+    """busy_s (per worker in /status and /metrics) lists the live workers only: a crashed one's
+    entry goes, as a retired one's does, so the list cannot grow with every crash."""
+    key = b"k" * 16
+
+    async def main() -> tuple[set[int], set[int]]:
+        async with new_pool(2) as pool:
+            for round_ in range(3):
+                with await pool.encode("c", round_, key, 0, 900, 3, 10, data=bytes(900)) as r:
+                    assert len(r.blocks) == 10
+                os.kill(pool.worker_pids()[0], signal.SIGKILL)
+                while pool.live_workers == 2:
+                    await asyncio.sleep(0.005)
+                assert await pool.wait_for_workers(timeout_s=20)
+            return set(pool.busy_s), set(pool.worker_indexes)
+
+    listed, live = asyncio.run(main())
+    assert listed == live
+    assert len(live) == 2
