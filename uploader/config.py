@@ -40,7 +40,7 @@ class ServerEntry:
 
 @dataclass(frozen=True)
 class Config:
-    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+    workers: int = field(default_factory=lambda: min(os.cpu_count() or 1, MAX_WORKERS))
     shares_needed: int = 3
     shares_total: int = 10
     shares_happy: int = 7  # when unset: min(7, shares_total)
@@ -80,6 +80,20 @@ def _positive_int(name: str, value: Any) -> int:
         raise ValueError("expected a whole number") from None
     if number < 1:
         raise ValueError("expected a whole number >= 1")
+    return number
+
+
+# Each worker is a whole interpreter (~40 MB resident) and takes two shared-memory slots; more
+# workers than cores only queue for the CPU. 256 is above any core count this runs on, and a fixed
+# bound keeps one configuration file valid on every machine (4 x cpu_count would not), while a typo
+# such as 100000 fails at once instead of spawning for minutes (under the reload lock, on SIGHUP).
+MAX_WORKERS = 256
+
+
+def _workers(name: str, value: Any) -> int:
+    number = _positive_int(name, value)
+    if number > MAX_WORKERS:
+        raise ValueError(f"expected a whole number from 1 to {MAX_WORKERS}")
     return number
 
 
@@ -167,7 +181,7 @@ def _url(name: str, value: Any) -> str:
 
 
 _PARSERS: dict[str, Any] = {
-    "workers": _positive_int,
+    "workers": _workers,
     "shares_needed": _positive_int,
     "shares_total": _positive_int,
     "shares_happy": _positive_int,

@@ -70,6 +70,12 @@ def test_relation_errors_say_where_each_value_came_from(tmp_path: Path) -> None:
     [
         ("workers = 0\n", {}, r"workers is 0 \(from .*uploader.toml\): expected a whole number >= 1"),
         (
+            "workers = 100000\n",
+            {},
+            r"workers is 100000 \(from .*uploader.toml\): expected a whole number from 1 to 256",
+        ),
+        ("", {"UPLOADER_WORKERS": "257"}, r"workers is '257' \(from UPLOADER_WORKERS\): .* from 1 to 256"),
+        (
             "",
             {"UPLOADER_WORKERS": "many"},
             r"workers is 'many' \(from UPLOADER_WORKERS\): expected a whole number",
