@@ -54,11 +54,7 @@ class GridClient:
     ) -> None:
         """``early_workers``: started by ``uploader.prespawn.prespawn`` before this client existed;
         the pool adopts them (the caller discards any left over)."""
-        if not config.servers:
-            raise ConfigError(
-                "no storage servers configured: start a local grid with `python -m uploader grid start --dir DIR`, "
-                'or list servers as [[servers]] nurl = "pb://…" in the configuration file'
-            )
+        _require_servers(config)
         self.config = config
         self.params = EncodingParams(config.shares_needed, config.shares_total, config.max_segment_size)
         self.rtt_s: float | None = None  # measured at start when pipeline_depth = "auto" needs it
@@ -83,7 +79,10 @@ class GridClient:
         self._locks = KeyedLocks()
         self._budgets: dict[str, Budget] = {}  # bytes in flight per server, across uploads
         self._start_pool = start_pool
-        self._retired: list[StorageClient] = []  # dropped by a reload; closed with the rest
+        # Dropped by a reload: each is closed once the transfers that were running then have ended
+        # (new ones never see it), or at close().
+        self._retired: list[StorageClient] = []
+        self._closers: set[asyncio.Task[None]] = set()
         self.unreachable: dict[str, str] = {}  # host:port -> why, for servers that did not connect
         # Upload journals (resume after a crash): `put` resumes its own, the daemon its own.
         self.journals = JournalDir(config.data_dir / "journal")
@@ -177,7 +176,9 @@ class GridClient:
         """Apply a reloaded configuration's live settings: the worker count (the pool resizes without
         failing jobs), ``window`` and ``pipeline_depth`` (new uploads; the per-server byte budgets
         resize at once) and the server list (new transfers; running ones keep the servers they have).
-        Other settings are ignored here: the caller says they need a restart."""
+        Other settings are ignored here: the caller says they need a restart. A configuration with no
+        servers is refused (ConfigError, nothing applied), as it is at start."""
+        _require_servers(config)
         if config.workers != self.pool.size:
             await self.pool.resize(config.workers)
         window = 1 if self.settings.stock_mode else config.window
@@ -206,7 +207,7 @@ class GridClient:
                 await client.close()
             else:
                 connected[client.nurl] = client
-        self._retired.extend(c for nurl, c in old.items() if nurl not in wanted)
+        self._retire([c for nurl, c in old.items() if nurl not in wanted])
         self.clients = [
             old.get(nurl) or connected[nurl] for nurl in wanted if nurl in old or nurl in connected
         ]
@@ -219,11 +220,34 @@ class GridClient:
             servers=config.servers,
         )
 
+    def _retire(self, clients: list[StorageClient]) -> None:
+        """Close ``clients`` once every transfer running now has ended: only those can hold them
+        (a transfer keeps the server list it started with). Kept open for good, each remove and
+        re-add of a server in a reload leaked its connections."""
+        if not clients:
+            return
+        self._retired.extend(clients)
+        users = set(self._running)
+
+        async def close_when_unused() -> None:
+            if users:
+                await asyncio.wait(users)
+            await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
+            for client in clients:  # only now: one cancelled mid-close is closed again by close()
+                self._retired.remove(client)
+
+        task = asyncio.create_task(close_when_unused())
+        self._closers.add(task)
+        task.add_done_callback(self._closers.discard)
+
     async def close(self) -> None:
         """Cancel uploads still running (their buckets are aborted), then close connections and the pool."""
         for task in list(self._running):
             task.cancel()
         await asyncio.gather(*self._running, return_exceptions=True)
+        for closer in list(self._closers):
+            closer.cancel()
+        await asyncio.gather(*self._closers, return_exceptions=True)
         await asyncio.gather(*(c.close() for c in [*self.clients, *self._retired]), return_exceptions=True)
         await self.pool.close()
 
@@ -323,3 +347,11 @@ class GridClient:
             return await task
         finally:
             self._running.discard(task)
+
+
+def _require_servers(config: Config) -> None:
+    if not config.servers:
+        raise ConfigError(
+            "no storage servers configured: start a local grid with `python -m uploader grid start --dir DIR`, "
+            'or list servers as [[servers]] nurl = "pb://…" in the configuration file'
+        )
