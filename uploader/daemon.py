@@ -105,6 +105,10 @@ class Daemon:
         self._tasks: set[asyncio.Task[None]] = set()
         self._resumes: set[asyncio.Task[None]] = set()
         self.url = ""
+        # A SIGHUP before READY (the handler is installed before the grid starts, so that one is
+        # not fatal) has no running configuration to reload yet: it is applied once ready.
+        self._ready = False
+        self._reload_pending = False
 
     async def run(self) -> int:
         config = self.config
@@ -163,6 +167,9 @@ class Daemon:
                 os.getpid(),
             )
             self.notifier.send(READY=1, STATUS=self._status_line(), MAINPID=os.getpid())
+            self._ready = True
+            if self._reload_pending:
+                self._spawn_reload()
             ticker = asyncio.create_task(self._tick())
             watchdog = asyncio.create_task(self._watchdog()) if self.notifier.watchdog_s else None
             for handle, record in unfinished:
@@ -266,6 +273,12 @@ class Daemon:
             await asyncio.sleep(self.notifier.watchdog_s)
 
     def _spawn_reload(self) -> None:
+        if not self._ready:
+            if not self._reload_pending:
+                log.info("SIGHUP while starting: the configuration is re-read once the daemon is ready")
+            self._reload_pending = True
+            return
+        self._reload_pending = False
         task = asyncio.get_running_loop().create_task(self.reload())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

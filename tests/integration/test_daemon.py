@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -28,6 +29,7 @@ import pytest
 from tests.conftest import REPO
 from tests.helpers.daemon import DaemonProcess, write_config
 from tests.helpers.localgrid import LocalGrid
+from tools.daemon import spawn_serve
 
 pytestmark = pytest.mark.integration
 
@@ -459,6 +461,42 @@ def test_sighup_resizes_the_pool_under_load(grid: LocalGrid, tmp_path: Path) -> 
         assert "applied workers, window, log_level" in log and "needs a restart to change api_listen" in log
         assert "failed" not in log
         assert " lost" not in log and " retired" in log  # a worker shrunk away is not a lost one
+    finally:
+        assert d.stop() == 0
+
+
+def _catches(pid: int, sig: int) -> bool:
+    """Whether process ``pid`` has a handler for ``sig`` installed (SigCgt in /proc)."""
+    with open(f"/proc/{pid}/status") as fh:
+        caught = next(int(line.split()[1], 16) for line in fh if line.startswith("SigCgt:"))
+    return bool(caught >> (sig - 1) & 1)
+
+
+def test_a_sighup_during_start_up_is_applied_once_ready(grid: LocalGrid, tmp_path: Path) -> None:
+    """SIGHUP after its handler is set but before READY: no traceback, and the reload happens once
+    the daemon is ready (it used to fail on the missing API state and was dropped)."""
+    config = _config(grid, tmp_path, window=4)
+    d = DaemonProcess(config, tmp_path)
+    env = {**os.environ, "NOTIFY_SOCKET": d.notify_name, "HOME": str(tmp_path)}
+    env.pop("XDG_CONFIG_HOME", None)
+    d.proc = spawn_serve(config, env, d.log_path)
+    try:
+        deadline = time.monotonic() + 60
+        while not _catches(d.pid, signal.SIGHUP):
+            assert time.monotonic() < deadline and d.proc.poll() is None, d.log()
+            time.sleep(0.002)
+        _config(grid, tmp_path, window=3)
+        d.signal(signal.SIGHUP)
+        ready = d.wait_for("READY", 60)
+        d.url = re.search(r"listening on (http://\S+?);", ready["STATUS"])[1]  # type: ignore[index]
+        deadline = time.monotonic() + 30
+        while "reloaded" not in d.log():
+            assert time.monotonic() < deadline, d.log()
+            time.sleep(0.02)
+        assert d.status()["settings"]["window"] == 3
+        log = d.log()
+        assert "SIGHUP while starting" in log
+        assert "Traceback" not in log and "never retrieved" not in log
     finally:
         assert d.stop() == 0
 
