@@ -215,7 +215,8 @@ class Download:
                 self._held.clear()
                 self._lease.close()
         s = self.shares
-        failed = {srv.name: srv.error for srv in s.servers if srv.error is not None}
+        # servers that could not be connected to or listed count too, not only those that failed mid-read
+        failed = {**s.listing_errors, **{srv.name: srv.error for srv in s.servers if srv.error is not None}}
         return DownloadResult(
             self.cap.storage_index,
             self.cap.size,

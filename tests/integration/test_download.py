@@ -9,6 +9,7 @@ import json
 import os
 import random
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -274,6 +275,37 @@ def test_sigterm_and_sighup_leave_the_old_file_and_no_temp_file(grid: LocalGrid,
         assert b"terminated by SIG" in err and b"Traceback" not in err, err
         assert out.read_bytes() == b"old"
         assert sorted(p.name for p in tmp_path.iterdir()) == ["in.bin", "out.bin"]
+
+
+def test_json_names_servers_that_could_not_be_reached(grid: LocalGrid, tmp_path: Path) -> None:
+    path = tmp_path / "in.bin"
+    data = _write(path, 300_000, 12)
+    cap = str(_put_sync(grid.config(), path))
+    with socket.socket() as dead:
+        dead.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
+        port = dead.getsockname()[1]
+        config = tmp_path / "plus-one.toml"
+        config.write_text(
+            (grid.dir / "uploader.toml").read_text()
+            + f'\n[[servers]]\nnurl = "pb://{"A" * 43}@127.0.0.1:{port}/{"b" * 32}#v=1"\n'
+        )
+        out = tmp_path / "out.bin"
+        cmd = [
+            sys.executable,
+            "-m",
+            "uploader",
+            "get",
+            cap,
+            "-o",
+            str(out),
+            "--json",
+            "--config",
+            str(config),
+        ]
+        got = subprocess.run(cmd, cwd=REPO, capture_output=True, timeout=120)
+    assert got.returncode == 0, got.stderr
+    assert out.read_bytes() == data
+    assert [name for name in json.loads(got.stdout)["failed_servers"]] == [f"127.0.0.1:{port}"]
 
 
 def test_a_stdout_that_cannot_be_written_is_exit_7(grid: LocalGrid, tmp_path: Path) -> None:

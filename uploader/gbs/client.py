@@ -135,15 +135,21 @@ class StorageClient:
     # -- lifetime --------------------------------------------------------------------------
 
     async def connect(self) -> VersionInfo:
-        """Open the first connection (TLS, SPKI pin), learn the lease seed, fetch the version."""
+        """Open the first connection (TLS, SPKI pin), learn the lease seed, fetch the version.
+
+        All of it within ``connect_timeout_s``: a server that takes the connection but does not
+        answer (stopped, overloaded) is unreachable then, rather than holding every command that
+        connects to the grid for ``request_timeout_s``."""
         if self._session is None or self._session.closed:
             self._session = self._new_session()
         try:
-            async with asyncio.timeout(self._connect_timeout_s + self._request_timeout_s):
+            async with asyncio.timeout(self._connect_timeout_s):
                 version = await self.get_version()
         except TimeoutError:
             raise ServerUnreachable(
-                self._server, f"storage server {self._server} did not answer its version request in time"
+                self._server,
+                f"storage server {self._server} did not answer its version request within "
+                f"{self._connect_timeout_s:g} s of connecting",
             ) from None
         if self._lease_seed is None:
             cert = self._pin.cert_der

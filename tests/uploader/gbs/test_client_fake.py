@@ -232,6 +232,21 @@ def test_silence_is_a_timeout_and_cancellation_leaves_the_client_usable(
     run(go())
 
 
+def test_a_server_silent_after_the_handshake_is_unreachable_within_the_connect_timeout(fake: Start) -> None:
+    server = fake(lambda req: None)  # takes the connection, never answers (a stopped server does so)
+
+    async def go() -> None:
+        client = StorageClient(server.nurl(), connect_timeout_s=0.5, request_timeout_s=60)
+        start = time.monotonic()
+        with pytest.raises(ServerUnreachable) as info:
+            async with client:
+                pass
+        assert time.monotonic() - start < 30  # not request_timeout_s: a hung server holds no command
+        assert info.value.retryable and "within 0.5 s" in str(info.value)
+
+    run(go())
+
+
 def test_nothing_listening_is_unreachable(tmp_path: Path) -> None:
     import socket
 
