@@ -1,6 +1,7 @@
 """``serve``: the long-running daemon — one GridClient, the web API, systemd notify, signals.
 
-Lifecycle: connect and start workers → listen → ``READY=1`` → resume the uploads a previous run
+Lifecycle: lock ``data_dir`` (one daemon per data_dir: a second one exits 3 and touches nothing) →
+connect and start workers → listen → ``READY=1`` → resume the uploads a previous run
 left unfinished (their journals in ``DATA_DIR/journal``, their bodies kept in the spool; each shows
 in ``/status`` as an upload with stage "resuming"; its cap is logged only by storage index, as the
 client that sent it is gone — ``GET /uri/CAP`` works once it is done). SIGHUP: ``RELOADING=1``, re-read
@@ -14,6 +15,8 @@ upload over), stop the workers, exit 0.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import logging
 import os
 import signal
@@ -81,6 +84,39 @@ def split_listen(value: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def lock_data_dir(data_dir: Path) -> int:
+    """Take ``DATA_DIR/serve.lock`` (an flock held for the daemon's life, its pid inside) before
+    anything else in ``data_dir`` is touched; the lock's file descriptor.
+
+    A daemon owns its data_dir: at start it removes the spool bodies no journal claims and resumes
+    the journals no process holds, which are a live daemon's in-flight uploads if another one runs
+    there. A second daemon therefore exits 3 naming the first one. A killed daemon's lock goes with
+    it; the descriptor is close-on-exec, so workers never hold it."""
+    path = data_dir / "serve.lock"
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise LocalIOError(f"cannot open the daemon's lock file {path}: {exc.strerror}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+        os.close(fd)
+        who = f"pid {holder}" if holder.isdigit() else "its pid is not recorded yet"
+        raise ConfigError(
+            f"data_dir {data_dir} is in use by another uploader daemon ({who}): one daemon per data_dir; "
+            "stop that one or give this one another data_dir (nothing in it was touched)"
+        ) from None
+    except OSError as exc:
+        os.close(fd)
+        raise LocalIOError(f"cannot lock the daemon's lock file {path}: {exc.strerror}") from None
+    with contextlib.suppress(OSError):  # the pid is for the message above only
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
 def prepare_spool(data_dir: Path, keep: frozenset[Path] = frozenset()) -> Path:
     """``DATA_DIR/spool``, mode 0700, emptied of a previous run's leftovers but for ``keep``
     (the bodies of uploads that will be resumed)."""
@@ -113,6 +149,13 @@ class Daemon:
     async def run(self) -> int:
         config = self.config
         setup_logging(config.log_level)
+        lock = lock_data_dir(config.data_dir)
+        try:
+            return await self._run(config)
+        finally:
+            os.close(lock)
+
+    async def _run(self, config: Config) -> int:
         self.notifier.send(STATUS="starting: connecting to storage servers and starting workers")
         unfinished = _unfinished(JournalDir(config.data_dir / "journal"))
         spool = prepare_spool(
@@ -326,4 +369,4 @@ def serve(config: Config, reload_config: Callable[[], Config], env: Mapping[str,
     return aio.run(Daemon(config, reload_config, env).run())
 
 
-__all__ = ["Daemon", "prepare_spool", "serve", "setup_logging", "split_listen"]
+__all__ = ["Daemon", "lock_data_dir", "prepare_spool", "serve", "setup_logging", "split_listen"]

@@ -319,6 +319,43 @@ def test_bodies_are_stored_as_sent_and_a_stalled_body_is_408(grid: LocalGrid, tm
         assert d.status()["transfers"]["recent"][0]["stage"] == "failed"
 
 
+def test_a_second_daemon_on_the_same_data_dir_touches_nothing(
+    daemon: DaemonProcess, grid: LocalGrid, tmp_path: Path
+) -> None:
+    """A second `serve` with a running daemon's data_dir exits 3 naming it, and the first one's
+    in-flight body (a spool file no journal claims yet) survives and is uploaded."""
+    body = random.Random(8).randbytes(300_000)
+    with socket.create_connection(("127.0.0.1", daemon.port), timeout=60) as s:
+        s.sendall(b"PUT /uri HTTP/1.1\r\nHost: x\r\nContent-Length: 300000\r\n\r\n" + body[:1000])
+        deadline = time.monotonic() + 30
+        while not _spool(daemon):
+            assert time.monotonic() < deadline, "the body never reached the spool"
+            time.sleep(0.02)
+        spooled = _spool(daemon)
+        # the same data_dir, and the same port (as a unit started twice would have)
+        config = _config(
+            grid, tmp_path, data_dir=daemon.workdir / "data", api_listen=f"127.0.0.1:{daemon.port}"
+        )
+        env = {**os.environ, "HOME": str(tmp_path)}
+        env.pop("NOTIFY_SOCKET", None)
+        second = subprocess.run(
+            [sys.executable, "-m", "uploader", "serve", "--config", str(config)],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert second.returncode == 3, second.stderr
+        assert _spool(daemon) == spooled  # the first daemon's body is still there
+        assert f"data_dir {daemon.workdir / 'data'} is in use" in second.stderr, second.stderr
+        assert f"pid {daemon.pid}" in second.stderr, second.stderr
+        s.sendall(body[1000:])
+        head, cap = _answer(s)
+    assert head.startswith(b"HTTP/1.1 200 "), (head, cap)
+    assert _get(daemon, cap.decode().strip()) == (200, body)
+
+
 # ---- put/get through the daemon ------------------------------------------------------------------
 def test_put_and_get_commands_use_the_daemon(daemon: DaemonProcess, tmp_path: Path) -> None:
     src = tmp_path / "a.bin"
