@@ -6,10 +6,12 @@ left unfinished (their journals in ``DATA_DIR/journal``, their bodies kept in th
 in ``/status`` as an upload with stage "resuming"; its cap is logged only by storage index, as the
 client that sent it is gone — ``GET /uri/CAP`` works once it is done). SIGHUP: ``RELOADING=1``, re-read
 the configuration, apply what can change live (``uploader.reload``), ``READY=1``. SIGTERM/SIGINT:
-``STOPPING=1``, stop listening, let running requests (uploads above all) finish for up to
-``shutdown_timeout_s``, then suspend the uploads still running (their buckets stay in progress,
-their journals and bodies stay, and the next start resumes them: a reboot does not start a long
-upload over), stop the workers, exit 0.
+``STOPPING=1`` and one deadline, ``shutdown_timeout_s``, for the whole drain (``Daemon._drain``): at
+once, stop listening, refuse new requests on open connections (503), and answer 503 to uploads whose
+body is still arriving (nothing uploaded, their spool files removed); let the running requests and
+resumes finish until the deadline; then suspend the uploads still running (their buckets stay in
+progress, their journals and bodies stay, and the next start resumes them: a reboot does not start a
+long upload over) and cut the downloads short, stop the workers, exit 0.
 """
 
 from __future__ import annotations
@@ -44,6 +46,9 @@ log = logging.getLogger("uploader.daemon")
 
 MAX_UPLOADS = 8  # uploads encoding at once (each leases `window` slots); more queue
 TICK_S = 1.0  # utilisation sampling and STATUS= updates
+# After the drain's deadline: at most this long to write the last answers and close connections
+# (aiohttp's own shutdown wait, which no longer waits for any handler: those are done or cancelled).
+ANSWER_S = 1.0
 # Workers run this much nicer than the daemon: when CPU is short, the network process (the API, and
 # feeding the servers) wins and the encoding takes what it leaves. 20 uploads on a loaded 2-core
 # machine (tools/bench_status.py --workers-nice 0, side by side): /status p50 42 -> 11 ms, p99
@@ -186,7 +191,7 @@ class Daemon:
             # A body is the file as sent: Content-Encoding is not undone (as in Tahoe), or the cap
             # would be that of other bytes than the client's.
             auto_decompress=False,
-            shutdown_timeout=config.shutdown_timeout_s,
+            shutdown_timeout=ANSWER_S,  # the drain's waiting is ours (``_drain``), under one deadline
         )
         try:
             await runner.setup()
@@ -220,21 +225,7 @@ class Daemon:
                 self._resumes.add(task)
                 task.add_done_callback(self._resumes.discard)
             await self.stop.wait()
-            active = self.state.activity.count("upload")
-            log.info("stopping: draining %d active uploads (up to %.0f s)", active, config.shutdown_timeout_s)
-            self.notifier.send(
-                STOPPING=1,
-                STATUS=f"stopping: draining {active} uploads (up to {config.shutdown_timeout_s:g} s)",
-            )
-            self.state.draining = True
-            for task in list(self._tasks):
-                task.cancel()
-            if self._resumes:  # resumed uploads drain like requests do
-                _, late = await asyncio.wait(set(self._resumes), timeout=config.shutdown_timeout_s)
-                for task in late:
-                    task.cancel()
-                await asyncio.gather(*late, return_exceptions=True)
-            await runner.cleanup()  # stop listening; wait for running requests up to shutdown_timeout_s
+            await self._drain(runner)
             ticker.cancel()
             if watchdog is not None:
                 watchdog.cancel()
@@ -244,6 +235,41 @@ class Daemon:
             await grid.close()
             self.notifier.close()
         return 0
+
+    async def _drain(self, runner: web.AppRunner) -> None:
+        """SIGTERM: one deadline, ``shutdown_timeout_s``, for all of it (aiohttp's own shutdown would
+        wait that long for the handlers, then as long again once it has cancelled their bodies).
+
+        At once: no new connections, 503 to new requests on open ones, and 503 to the uploads
+        whose body is still arriving (aiohttp reads no more of a closing connection, so they could
+        only wait for the deadline). Until the deadline: running requests (uploads whose body is
+        complete, downloads) and resumes go on. At the deadline, what still runs is cancelled:
+        uploads are suspended for the next start, downloads cut short."""
+        config, state = self.config, self.state
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + config.shutdown_timeout_s
+        state.stop()
+        for site in list(runner.sites):
+            await site.stop()
+        if runner.server is not None:
+            runner.server.pre_shutdown()  # idle keep-alive connections close; busy ones take no more requests
+        active = state.activity.count("upload")
+        log.info("stopping: draining %d active uploads (up to %.0f s)", active, config.shutdown_timeout_s)
+        self.notifier.send(
+            STOPPING=1,
+            STATUS=f"stopping: draining {active} uploads (up to {config.shutdown_timeout_s:g} s)",
+        )
+        for task in list(self._tasks):
+            task.cancel()
+        running = set(state.handlers) | set(self._resumes)
+        if running:
+            _, late = await asyncio.wait(running, timeout=max(0.0, deadline - loop.time()))
+            if late:
+                log.info("stopping: the deadline passed; cancelling %d requests and resumes", len(late))
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+        await runner.cleanup()  # the last answers out (up to ANSWER_S), connections closed
 
     async def _resume(self, handle: JournalHandle, record: JournalRecord, spool: Path) -> None:
         """Finish an upload a previous run left unfinished; it shows in /status like any upload."""

@@ -459,6 +459,57 @@ def test_notify_ready_watchdog_and_sigterm_drain(grid: LocalGrid, tmp_path: Path
         assert _get(d2, result["cap"]) == (200, blob)
 
 
+def test_sigterm_refuses_arriving_bodies_at_once_and_keeps_one_deadline(
+    grid: LocalGrid, tmp_path: Path
+) -> None:
+    """SIGTERM with shutdown_timeout_s = 4: an upload whose body is still arriving gets a 503
+    sentence at once (its spool file removed), no new connection is accepted, and a download that
+    cannot finish (its client reads nothing) is cut at the one deadline: the daemon is gone in
+    about 4 s, not 8 (aiohttp's shutdown waited shutdown_timeout_s twice)."""
+    timeout_s = 4.0
+    d = DaemonProcess(_config(grid, tmp_path, shutdown_timeout_s=timeout_s), tmp_path)
+    stuck = socket.socket()
+    stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)  # set before connecting: no autotuning
+    arriving = socket.socket()
+    try:
+        d.start()
+        cap = _put(d, random.Random(12).randbytes(12 * 1024 * 1024))
+        stuck.connect(("127.0.0.1", d.port))
+        stuck.sendall(f"GET /uri/{cap} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        arriving.connect(("127.0.0.1", d.port))
+        arriving.sendall(b"PUT /uri HTTP/1.1\r\nHost: x\r\nContent-Length: 300000\r\n\r\n" + b"a" * 1000)
+        deadline = time.monotonic() + 30
+        while True:
+            active = {t["kind"]: t for t in d.status()["transfers"]["active"]}
+            if active.get("upload", {}).get("bytes_done") == 1000 and "download" in active:
+                break
+            assert time.monotonic() < deadline, active
+            time.sleep(0.05)
+        time.sleep(0.5)  # the download fills the socket buffers and waits for its client
+        mark = len(d.messages)
+        start = time.monotonic()
+        d.signal(signal.SIGTERM)
+        d.wait_for("STOPPING", 10, after=mark)
+        arriving.settimeout(3)
+        head, text = _answer(arriving)
+        answered_s = time.monotonic() - start
+        arriving.close()
+        assert b" 503 " in head.split(b"\r\n")[0], (head, text)
+        assert b"daemon is stopping" in text and b"nothing was uploaded" in text, text
+        assert answered_s < 3, answered_s
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", d.port), timeout=5).close()
+        assert d.proc is not None and d.proc.wait(30) == 0
+        stopped_s = time.monotonic() - start
+        # one deadline, plus the last answers (ANSWER_S) and the workers' stop
+        assert stopped_s < timeout_s + 2.5, stopped_s
+        assert _spool(d) == []
+    finally:
+        stuck.close()
+        arriving.close()
+        d.stop()
+
+
 def test_sighup_resizes_the_pool_under_load(grid: LocalGrid, tmp_path: Path) -> None:
     config = _config(grid, tmp_path, workers=2)
     d = DaemonProcess(config, tmp_path)

@@ -18,7 +18,7 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,7 +52,9 @@ class ApiState:
     activity: Activity = field(init=False)
     utilisation: Utilisation = field(default_factory=Utilisation)
     requests: dict[tuple[str, int], int] = field(default_factory=dict)
-    draining: bool = False
+    draining: bool = False  # the daemon is stopping (``stop``): no new requests
+    handlers: set[asyncio.Task[Any]] = field(default_factory=set)  # requests being handled
+    receiving: dict[str, asyncio.Timeout] = field(default_factory=dict)  # uploads waiting for body bytes
     started: float = field(init=False)
     history: History = field(default_factory=History)  # the status page's chart
     tick_s: float = 1.0  # how often the shell calls ``sample`` (its lateness is the loop's lag)
@@ -74,6 +76,15 @@ class ApiState:
                 self.grid.server_flow,
             )
         )
+
+    def stop(self) -> None:
+        """The daemon is stopping: refuse new requests, and end every wait for request-body bytes
+        now (``_awaiting_body``), as a body still arriving could not be uploaded in time anyway and
+        aiohttp reads no more of it once it closes the connection."""
+        self.draining = True
+        now = asyncio.get_running_loop().time()
+        for timer in self.receiving.values():
+            timer.reschedule(now)
 
     def sample(self) -> None:
         """Once per tick: utilisation, each server's rate and latency, the chart's history, and
@@ -107,9 +118,9 @@ def make_app(state: ApiState) -> web.Application:
 
     def check(request: web.Request, req: rq.Request) -> None:
         """The checks of a routed request that need no body."""
+        if state.draining:
+            raise rq.ApiError(503, "the daemon is stopping and takes no new requests")
         if req.route in (rq.Route.UPLOAD_PUT, rq.Route.UPLOAD_FORM):
-            if state.draining:
-                raise rq.ApiError(503, "the daemon is shutting down and takes no new uploads")
             if req.route is rq.Route.UPLOAD_PUT:
                 chunked = "chunked" in request.headers.get("Transfer-Encoding", "").lower()
                 rq.upload_length(request.headers.get("Content-Length"), chunked, MAX_UPLOAD)
@@ -128,6 +139,9 @@ def make_app(state: ApiState) -> web.Application:
 
     async def dispatch(request: web.Request) -> web.StreamResponse:
         name = "unknown"
+        task = asyncio.current_task()
+        assert task is not None
+        state.handlers.add(task)  # a stopping daemon waits for these, up to its one deadline
         try:
             req = rq.route(request.method, request.rel_url.raw_path, request.query)
             name = req.route.value
@@ -135,6 +149,8 @@ def make_app(state: ApiState) -> web.Application:
             resp = await HANDLERS[req.route](state, request, req)
         except Exception as exc:  # the process boundary: every error becomes a status and a sentence
             resp = refuse(request, name, exc)
+        finally:
+            state.handlers.discard(task)
         count(name, resp)
         return resp
 
@@ -184,19 +200,41 @@ class _Stalled(_Truncated):
     status = 408
 
 
+class _Stopping(_Truncated):
+    status = 503
+
+
+@contextlib.asynccontextmanager
+async def _awaiting_body(state: ApiState, t: Transfer) -> AsyncIterator[None]:
+    """Around each wait for request-body bytes: after ``request_timeout_s`` of silence it raises
+    ``_Stalled`` (408), and once the daemon is stopping (before or during the wait) ``_Stopping``
+    (503) — a wait the body's bytes already satisfy still completes. Only waits for bytes are
+    interrupted, never a spool write in a thread, which must end before its file is closed."""
+    idle_s = state.grid.config.request_timeout_s  # silence allowed mid-body, as for storage servers
+    try:
+        async with asyncio.timeout(0 if state.draining else idle_s) as timer:
+            state.receiving[t.id] = timer
+            yield
+    except TimeoutError:
+        if state.draining:
+            raise _Stopping(
+                f"the daemon is stopping and the request body was still arriving after {t.bytes_done} bytes"
+            ) from None
+        raise _Stalled(
+            f"the request body stalled: no bytes for {idle_s:g} s after {t.bytes_done} bytes"
+        ) from None
+    finally:
+        state.receiving.pop(t.id, None)
+
+
 async def _spool(state: ApiState, read: Callable[[], Awaitable[bytes]], fd: int, t: Transfer) -> int:
     """Copy chunks from ``read`` (b"" at the end) into ``fd``; the bytes written (also ``t.bytes_done``)."""
     loop = asyncio.get_running_loop()
     total = 0
-    idle_s = state.grid.config.request_timeout_s  # silence allowed mid-body, as for storage servers
     while True:
         try:
-            async with asyncio.timeout(idle_s):
+            async with _awaiting_body(state, t):
                 chunk = await read()
-        except TimeoutError:
-            raise _Stalled(
-                f"the request body stalled: no bytes for {idle_s:g} s after {total} bytes"
-            ) from None
         except (HttpProcessingError, ConnectionError, asyncio.IncompleteReadError, ValueError) as exc:
             raise _Truncated(f"the request body ended early after {total} bytes ({exc})") from None
         if not chunk:
@@ -331,16 +369,20 @@ async def upload_form(state: ApiState, request: web.Request, req: rq.Request) ->
         try:
             reader = await request.multipart()
             while True:
-                part = await reader.next()
+                async with _awaiting_body(state, t):
+                    part = await reader.next()
                 if part is None:
                     break
                 if isinstance(part, BodyPartReader) and part.name == "file":
                     t.name = rq.display_name(part.filename)
                     size = await _spool(state, functools.partial(part.read_chunk, CHUNK), fd, t)
-                    while await reader.next() is not None:  # read past the remaining fields
-                        pass
+                    while True:  # read past the remaining fields
+                        async with _awaiting_body(state, t):
+                            if await reader.next() is None:
+                                break
                     return size
-                await part.release()
+                async with _awaiting_body(state, t):
+                    await part.release()
         except (
             HttpProcessingError,
             ConnectionError,
