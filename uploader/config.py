@@ -65,6 +65,7 @@ class Config:
     connect_timeout_s: float = 10.0
     request_timeout_s: float = 60.0
     shutdown_timeout_s: float = 30.0
+    max_uploads: int = 8  # the daemon: uploads encoding at once (each leases `window` slots); more queue
     log_level: str = "info"
     servers: tuple[ServerEntry, ...] = ()
     source: Path | None = None  # the file this came from, if any (not a setting)
@@ -198,6 +199,7 @@ _PARSERS: dict[str, Any] = {
     "connect_timeout_s": _positive_float,
     "request_timeout_s": _positive_float,
     "shutdown_timeout_s": _positive_float,
+    "max_uploads": _positive_int,
     "log_level": _choice(LOG_LEVELS),
 }
 SETTINGS = tuple(_PARSERS)

@@ -2,13 +2,15 @@
 
 Lifecycle: lock ``data_dir`` (one daemon per data_dir: a second one exits 3 and touches nothing) →
 connect and start workers → listen → ``READY=1`` → resume the uploads a previous run
-left unfinished (their journals in ``DATA_DIR/journal``, their bodies kept in the spool; each shows
+left unfinished (their journals in ``DATA_DIR/journal``, their bodies kept in the spool — and the
+bodies a stop set aside before their upload began, ``pending-*.part``, uploaded afresh; each shows
 in ``/status`` as an upload with stage "resuming"; its cap is logged only by storage index, as the
 client that sent it is gone — ``GET /uri/CAP`` works once it is done). SIGHUP: ``RELOADING=1``, re-read
 the configuration, apply what can change live (``uploader.reload``), ``READY=1``. SIGTERM/SIGINT:
 ``STOPPING=1`` and one deadline, ``shutdown_timeout_s``, for the whole drain (``Daemon._drain``): at
 once, stop listening, refuse new requests on open connections (503), and answer 503 to uploads whose
-body is still arriving (nothing uploaded, their spool files removed); let the running requests and
+body is still arriving (nothing uploaded, their spool files removed) and to those still waiting for
+an upload slot (their bodies kept for the next start); let the running requests and
 resumes finish until the deadline; then suspend the uploads still running (their buckets stay in
 progress, their journals and bodies stay, and the next start resumes them: a reboot does not start a
 long upload over) and cut the downloads short, stop the workers, exit 0.
@@ -30,7 +32,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from uploader.api.activity import upload_progress
-from uploader.api.app import ApiState, _upload_probe, make_app
+from uploader.api.app import PENDING, ApiState, SetAside, _upload_probe, make_app, upload_slot
 from uploader.chk.caps import ChkCap
 from uploader.config import Config
 from uploader.errors import ConfigError, LocalIOError
@@ -44,7 +46,7 @@ from workers.errors import UploaderError
 
 log = logging.getLogger("uploader.daemon")
 
-MAX_UPLOADS = 8  # uploads encoding at once (each leases `window` slots); more queue
+MAX_UPLOADS = Config.max_uploads  # the default: uploads encoding at once; more queue
 TICK_S = 1.0  # utilisation sampling and STATUS= updates
 # After the drain's deadline: at most this long to write the last answers and close connections
 # (aiohttp's own shutdown wait, which no longer waits for any handler: those are done or cancelled).
@@ -163,16 +165,17 @@ class Daemon:
     async def _run(self, config: Config) -> int:
         self.notifier.send(STATUS="starting: connecting to storage servers and starting workers")
         unfinished = _unfinished(JournalDir(config.data_dir / "journal"))
-        spool = prepare_spool(
-            config.data_dir, frozenset(Path(r.source.path).resolve() for _, r in unfinished)
-        )
+        journaled = frozenset(Path(r.source.path).resolve() for _, r in unfinished)
+        spool = prepare_spool(config.data_dir, journaled)
+        # bodies a stop set aside before their upload began (a journaled one resumes by its journal)
+        pending = [p for p in sorted(spool.glob(PENDING + "*.part")) if p.resolve() not in journaled]
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop.set)
         loop.add_signal_handler(signal.SIGHUP, self._spawn_reload)
         grid = GridClient(
             config,
-            max_uploads=MAX_UPLOADS,
+            max_uploads=config.max_uploads,
             journal_owner="daemon",
             suspend_on_cancel=True,
             worker_nice=WORKER_NICE,
@@ -183,7 +186,7 @@ class Daemon:
             for handle, _ in unfinished:
                 handle.release()
             raise
-        self.state = ApiState(grid, spool, MAX_UPLOADS)
+        self.state = ApiState(grid, spool, config.max_uploads)
         runner = web.AppRunner(
             make_app(self.state),
             access_log=None,  # the request line holds caps: handlers log storage indexes instead
@@ -220,8 +223,11 @@ class Daemon:
                 self._spawn_reload()
             ticker = asyncio.create_task(self._tick())
             watchdog = asyncio.create_task(self._watchdog()) if self.notifier.watchdog_s else None
-            for handle, record in unfinished:
-                task = asyncio.create_task(self._resume(handle, record, spool))
+            left: list[tuple[Path, tuple[JournalHandle, JournalRecord] | None]] = [
+                (Path(record.source.path), (handle, record)) for handle, record in unfinished
+            ]
+            for path, resume in left + [(p, None) for p in pending]:
+                task = asyncio.create_task(self._resume(path, resume))
                 self._resumes.add(task)
                 task.add_done_callback(self._resumes.discard)
             await self.stop.wait()
@@ -271,51 +277,70 @@ class Daemon:
             await asyncio.gather(*late, return_exceptions=True)
         await runner.cleanup()  # the last answers out (up to ANSWER_S), connections closed
 
-    async def _resume(self, handle: JournalHandle, record: JournalRecord, spool: Path) -> None:
-        """Finish an upload a previous run left unfinished; it shows in /status like any upload."""
+    async def _resume(self, path: Path, resume: tuple[JournalHandle, JournalRecord] | None) -> None:
+        """Finish an upload a previous run left unfinished — suspended with its journal (``resume``),
+        or set aside whole before it began (``pending-*.part``, uploaded afresh) —; it shows in
+        /status like any upload. Its body is removed once it is done or has failed; a stop keeps it
+        again (with the journal, or still pending) for the start after."""
         state = self.state
-        t = state.activity.start("upload", record.source.size, stage="queued")
-        t.storage_index = b32encode(record.storage_index)
+        record = resume[1] if resume is not None else None
+        size = record.source.size if record is not None else _size(path)
+        t = state.activity.start("upload", size, stage="queued")
         t.resumed = True  # its stages then run as any upload's: "resuming" lasts only until then
-        path = Path(record.source.path)
         jobs: list[Upload] = []
-        log.info("upload %s si=%s: resuming an interrupted upload of %d bytes", t.id, t.storage_index, t.size)
+        keep = False
+        if record is not None:
+            t.storage_index = b32encode(record.storage_index)
+            log.info(
+                "upload %s si=%s: resuming an interrupted upload of %d bytes", t.id, t.storage_index, size
+            )
+        else:
+            log.info("upload %s: uploading a body of %d bytes a previous run set aside", t.id, size)
         try:
-            async with state.upload_slots:
+            async with upload_slot(state):
                 t.stage = "resuming"
 
                 def on_job(job: Upload) -> None:
                     t.probe = lambda: _upload_probe(job)
                     jobs.append(job)
 
-                result = await state.grid.upload(
-                    path, upload_progress(t, record.source.size), on_job=on_job, resume=(handle, record)
-                )
+                result = await state.grid.upload(path, upload_progress(t, size), on_job=on_job, resume=resume)
             if isinstance(result.cap, ChkCap):
+                t.storage_index = b32encode(result.cap.storage_index)
                 t.servers = {n: {"shares": sorted(s), "state": "complete"} for n, s in result.servers.items()}
             t.bytes_done = result.size
             state.activity.finish(t)
             log.info(
-                "upload %s si=%s: resumed and done: %d share bytes sent, %d already on the servers",
+                "upload %s si=%s: %s: %d share bytes sent, %d already on the servers",
                 t.id,
-                t.storage_index,
+                t.storage_index or "(LIT)",
+                "resumed and done" if resume is not None else "done (its body was set aside at a stop)",
                 result.share_bytes_sent,
                 result.share_bytes_skipped,
             )
-        except asyncio.CancelledError:
-            state.activity.finish(
-                t, "suspended (the daemon stopped)" if jobs and jobs[0].suspended else "cancelled"
+        except (asyncio.CancelledError, SetAside) as exc:
+            # Stopped again: kept for the next start — by its journal (released, or suspended),
+            # or still pending when no share of it was written.
+            keep = not (jobs and resume is not None and not jobs[0].suspended)
+            state.activity.finish(t, "suspended (the daemon stopped)" if keep else "cancelled")
+            log.warning(
+                "upload %s si=%s: %s",
+                t.id,
+                t.storage_index or "-",
+                "kept for the next start" if keep else "cancelled",
             )
-            raise
+            if isinstance(exc, asyncio.CancelledError):
+                raise
         except UploaderError as exc:
             state.activity.finish(t, str(exc))
-            log.warning("upload %s si=%s: resume failed: %s", t.id, t.storage_index, exc)
+            log.warning("upload %s si=%s: resume failed: %s", t.id, t.storage_index or "-", exc)
         except Exception as exc:  # one resume must not take the daemon down
             state.activity.finish(t, type(exc).__name__)
-            log.error("upload %s si=%s: resume failed", t.id, t.storage_index, exc_info=exc)
+            log.error("upload %s si=%s: resume failed", t.id, t.storage_index or "-", exc_info=exc)
         finally:
-            handle.release()
-            if path.parent.resolve() == spool.resolve() and not (jobs and jobs[0].suspended):
+            if resume is not None:
+                resume[0].release()
+            if path.parent.resolve() == state.spool.resolve() and not keep:
                 path.unlink(missing_ok=True)
 
     def _status_line(self) -> str:
@@ -372,6 +397,13 @@ class Daemon:
                 if change.restart:
                     log.warning("settings that need a restart to change: %s", ", ".join(change.restart))
             self.notifier.send(READY=1, STATUS=self._status_line())
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return -1  # the upload says why it cannot read it
 
 
 def _unfinished(journals: JournalDir) -> list[tuple[JournalHandle, JournalRecord]]:

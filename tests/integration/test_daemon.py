@@ -510,6 +510,59 @@ def test_sigterm_refuses_arriving_bodies_at_once_and_keeps_one_deadline(
         d.stop()
 
 
+def test_sigterm_keeps_queued_uploads_for_the_next_start(grid: LocalGrid, tmp_path: Path) -> None:
+    """Uploads received whole but still waiting for an upload slot at SIGTERM are answered 503 at
+    once, their bodies kept; the next start (same data_dir) uploads them, so sending one again then
+    finds its shares already on the servers."""
+    config = _config(grid, tmp_path, max_uploads=1, shutdown_timeout_s=1.0)
+    rng = random.Random(13)
+    big, small = rng.randbytes(64 * 1024 * 1024), [rng.randbytes(1024 * 1024 + i) for i in range(2)]
+    d = DaemonProcess(config, tmp_path)
+    with ThreadPoolExecutor(3) as pool:
+        try:
+            d.start()
+            pool.submit(d.request, "PUT", "/uri", big)  # holds the one slot (finished or suspended)
+            deadline = time.monotonic() + 30
+            while not any(
+                t["stage"] in ("hashing", "encoding", "uploading") for t in d.status()["transfers"]["active"]
+            ):
+                assert time.monotonic() < deadline, "the first upload never started"
+                time.sleep(0.02)
+            queued = [pool.submit(d.request, "PUT", "/uri", b) for b in small]
+            while sum(t["stage"] == "queued" for t in d.status()["transfers"]["active"]) < 2:
+                assert time.monotonic() < deadline, d.status()["transfers"]["active"]
+                time.sleep(0.02)
+            start = time.monotonic()
+            d.signal(signal.SIGTERM)
+            for future in queued:
+                code, _, text = future.result(timeout=10)
+                assert code == 503 and b"is kept" in text and b"starts again" in text, (code, text)
+            assert time.monotonic() - start < 1.0  # at once, not at the deadline
+            assert d.proc is not None and d.proc.wait(30) == 0
+        finally:
+            d.stop()
+    assert len([n for n in _spool(d) if n.startswith("pending-")]) == 2
+    again = tmp_path / "again"
+    again.mkdir()
+    with DaemonProcess(config, again) as d2:
+        deadline = time.monotonic() + 60
+        while d2.status()["transfers"]["active"]:
+            assert time.monotonic() < deadline, d2.status()["transfers"]["active"]
+            time.sleep(0.1)
+        recent = d2.status()["transfers"]["recent"]
+        assert [t["stage"] for t in recent if t.get("resumed")] == ["done"] * len(recent), recent
+        assert sorted(t["size"] for t in recent)[:2] == [len(b) for b in small], recent
+        for blob in small:
+            code, headers, cap = d2.request("PUT", "/uri", body=blob)
+            assert code == 200
+            assert int(headers["X-Uploader-Share-Bytes-Sent"]) < len(blob), headers  # its shares were there
+            assert _get(d2, cap.decode().strip()) == (200, blob)
+        assert (
+            os.listdir(tmp_path / "data" / "spool") == []
+            and list((tmp_path / "data" / "journal").glob("*.journal")) == []
+        )
+
+
 def test_sighup_resizes_the_pool_under_load(grid: LocalGrid, tmp_path: Path) -> None:
     config = _config(grid, tmp_path, workers=2)
     d = DaemonProcess(config, tmp_path)

@@ -2,7 +2,9 @@
 that only moves bytes — a body into a spool file, a download into the response.
 
 Uploads: the body streams into ``DATA_DIR/spool/upload-*.part`` (never whole in memory), and only
-a complete body is uploaded; the spool file is removed whatever happens. Downloads: the response
+a complete body is uploaded; the spool file is removed once the upload is done or has failed. When the
+daemon stops, a complete body stays for its next start: with its journal if its upload had begun
+(suspended), or renamed ``pending-*.part`` if it had not (``set_aside``). Downloads: the response
 starts with the first verified bytes, so an error before then gets a proper status; an error after
 it cuts the connection short of Content-Length, so no client mistakes a partial file for a whole one.
 """
@@ -41,6 +43,7 @@ log = logging.getLogger("uploader.api")
 
 CHUNK = 1024 * 1024  # bytes per spool write
 MAX_UPLOAD = 2**50  # a body larger than this is refused with 413
+PENDING = "pending-"  # a complete body set aside at a stop, uploaded at the next start
 
 
 @dataclass
@@ -66,6 +69,7 @@ class ApiState:
         self.activity = Activity(self.clock)
         self.started = self.clock()
         self.upload_slots = asyncio.Semaphore(self.max_uploads)
+        self.stopping = asyncio.Event()  # set with ``draining``: uploads waiting for a slot give up
         self.registry = registry_for(
             DaemonCollector(
                 self.activity,
@@ -82,6 +86,7 @@ class ApiState:
         now (``_awaiting_body``), as a body still arriving could not be uploaded in time anyway and
         aiohttp reads no more of it once it closes the connection."""
         self.draining = True
+        self.stopping.set()
         now = asyncio.get_running_loop().time()
         for timer in self.receiving.values():
             timer.reschedule(now)
@@ -192,6 +197,45 @@ def error_response(status: int, message: str, exc: BaseException | None = None) 
 
 
 # ---- uploads ------------------------------------------------------------------------------------
+class SetAside(Exception):
+    """The daemon began stopping before this upload got a slot: its body is kept for the next start."""
+
+
+@contextlib.asynccontextmanager
+async def upload_slot(state: ApiState) -> AsyncIterator[None]:
+    """One of the ``max_uploads`` upload slots, for the block; ``SetAside`` instead once the daemon
+    is stopping (before or while waiting): an upload not yet started is not started then, as it
+    could rarely finish before the deadline; its body is kept whole for the next start instead."""
+    if state.draining:
+        raise SetAside
+    acquire = asyncio.ensure_future(state.upload_slots.acquire())
+    stopping = asyncio.ensure_future(state.stopping.wait())
+    try:
+        await asyncio.wait((acquire, stopping), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+        if not acquire.done():
+            acquire.cancel()  # a slot handed over meanwhile is passed on by the semaphore
+            await asyncio.wait((acquire,))
+    got = not acquire.cancelled()
+    if not got or state.draining:
+        if got:
+            state.upload_slots.release()
+        raise SetAside
+    try:
+        yield
+    finally:
+        state.upload_slots.release()
+
+
+def set_aside(path: Path) -> Path:
+    """Keep the complete body at ``path`` (a spool file) for the daemon's next start: renamed
+    ``pending-*.part``, which the start-up clean-up leaves and the next run uploads."""
+    kept = path.with_name(PENDING + path.name.removeprefix("upload-"))
+    path.rename(kept)
+    return kept
+
+
 class _Truncated(Exception):
     status = 400
 
@@ -272,6 +316,8 @@ async def _upload(
     fd, name = tempfile.mkstemp(prefix=f"upload-{t.id}-", suffix=".part", dir=state.spool)
     path = Path(name)
     jobs: list[Upload] = []
+    kept = False  # the body stays in the spool for the daemon's next start
+    size = -1
     try:
         try:
             size = await receive(fd, t)
@@ -280,7 +326,7 @@ async def _upload(
         t.size, t.bytes_done = size, 0
         log.info("upload %s: received %d bytes", t.id, size)
         t.stage = "queued"
-        async with state.upload_slots:
+        async with upload_slot(state):
             t.stage = "hashing"
 
             def on_job(job: Upload) -> None:
@@ -309,13 +355,27 @@ async def _upload(
             content_type="text/plain",
             headers={rq.SHARE_BYTES_HEADER: str(result.share_bytes_sent)},
         )
+    except SetAside:
+        kept = _keep(state, t, path)
+        raise rq.ApiError(
+            503,
+            f"the daemon is stopping; this upload ({size} bytes, received whole) had not started and is "
+            "kept: the daemon uploads it when it starts again. Send the file again then for its cap "
+            "(the same cap)"
+            if kept
+            else "the daemon is stopping; this upload had not started and nothing was uploaded",
+        ) from None
     except asyncio.CancelledError:
         if jobs and jobs[0].suspended:  # the daemon is stopping: it resumes this one at its next start
+            kept = True
             t.stage = "suspended"
             state.activity.finish(
                 t, "suspended (the daemon stopped); it resumes when the daemon starts again"
             )
             log.warning("upload %s si=%s: suspended", t.id, t.storage_index or "-")
+            raise
+        if state.draining and size >= 0:  # stopped before any share was written (no journal yet)
+            kept = _keep(state, t, path)
             raise
         t.stage = "cancelled"
         state.activity.finish(t, "cancelled (the daemon stopped or the client went away)")
@@ -330,9 +390,29 @@ async def _upload(
         log.warning("upload %s si=%s: failed: %s", t.id, t.storage_index or "-", exc)
         raise
     finally:
-        if not (jobs and jobs[0].suspended):  # a suspended upload's body stays for its resume
+        if not kept:  # a suspended or set-aside upload's body stays for the next start
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
+
+
+def _keep(state: ApiState, t: Transfer, path: Path) -> bool:
+    """The daemon stopped before this upload wrote any share: set its body aside for the next
+    start (True), or say why it could not be (False: the body is then removed)."""
+    try:
+        set_aside(path)
+    except OSError as exc:
+        t.stage = "cancelled"
+        state.activity.finish(
+            t, f"cancelled (the daemon stopped) and its body could not be kept: {exc.strerror}"
+        )
+        log.warning("upload %s: the daemon stopped; cannot keep its body: %s", t.id, exc.strerror)
+        return False
+    t.stage = "suspended"
+    state.activity.finish(
+        t, "suspended before it started (the daemon stopped); it runs when the daemon starts again"
+    )
+    log.warning("upload %s: kept for the next start (the daemon stopped before it began)", t.id)
+    return True
 
 
 def _upload_probe(job: Upload) -> dict[str, Any]:
@@ -589,4 +669,4 @@ HANDLERS: dict[rq.Route, Handler] = {
     rq.Route.STATIC: page,
 }
 
-__all__ = ["ApiState", "make_app", "status_json"]
+__all__ = ["PENDING", "ApiState", "SetAside", "make_app", "set_aside", "status_json", "upload_slot"]

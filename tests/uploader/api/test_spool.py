@@ -23,6 +23,7 @@ def _state(spool: Path, timeout_s: float = 5.0) -> SimpleNamespace:
         grid=SimpleNamespace(config=SimpleNamespace(request_timeout_s=timeout_s)),
         draining=False,
         receiving={},
+        stopping=asyncio.Event(),
     )
 
 
