@@ -147,6 +147,7 @@ class Daemon:
         self._reload_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
         self._resumes: set[asyncio.Task[None]] = set()
+        self._deadline: float | None = None  # loop time the drain ends by, once stopping
         self.url = ""
         # A SIGHUP before READY (the handler is installed before the grid starts, so that one is
         # not fatal) has no running configuration to reload yet: it is applied once ready.
@@ -253,7 +254,7 @@ class Daemon:
         uploads are suspended for the next start, downloads cut short."""
         config, state = self.config, self.state
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + config.shutdown_timeout_s
+        deadline = self._deadline = loop.time() + config.shutdown_timeout_s
         state.stop()
         for site in list(runner.sites):
             await site.stop()
@@ -261,10 +262,7 @@ class Daemon:
             runner.server.pre_shutdown()  # idle keep-alive connections close; busy ones take no more requests
         active = state.activity.count("upload")
         log.info("stopping: draining %d active uploads (up to %.0f s)", active, config.shutdown_timeout_s)
-        self.notifier.send(
-            STOPPING=1,
-            STATUS=f"stopping: draining {active} uploads (up to {config.shutdown_timeout_s:g} s)",
-        )
+        self.notifier.send(STOPPING=1, STATUS=self._status_line())
         for task in list(self._tasks):
             task.cancel()
         running = set(state.handlers) | set(self._resumes)
@@ -344,7 +342,15 @@ class Daemon:
                 path.unlink(missing_ok=True)
 
     def _status_line(self) -> str:
+        """The notify STATUS= line: what the daemon serves, or once stopping what the stop waits for
+        (the ticker goes on during the drain, so it must not say "listening" then)."""
         activity = self.state.activity
+        if self._deadline is not None:
+            left = max(0.0, self._deadline - asyncio.get_running_loop().time())
+            return (
+                f"stopping: waiting for {activity.count('upload')} uploads and {activity.count('download')} "
+                f"downloads to finish or be suspended (at most {left:.0f} s more)"
+            )
         return (
             f"listening on {self.url}; {activity.count('upload')} uploads, {activity.count('download')} "
             f"downloads active; {self.state.grid.pool.live_workers} workers"

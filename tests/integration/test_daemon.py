@@ -504,6 +504,12 @@ def test_sigterm_refuses_arriving_bodies_at_once_and_keeps_one_deadline(
         # one deadline, plus the last answers (ANSWER_S) and the workers' stop
         assert stopped_s < timeout_s + 2.5, stopped_s
         assert _spool(d) == []
+        d.poll_messages()
+        statuses = [m["STATUS"] for m in d.messages[mark:] if "STATUS" in m]
+        assert len(statuses) >= 2 and all(line.startswith("stopping: waiting for") for line in statuses), (
+            statuses
+        )
+        assert "0 uploads and 1 downloads" in statuses[-1], statuses
     finally:
         stuck.close()
         arriving.close()
