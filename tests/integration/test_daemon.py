@@ -255,6 +255,34 @@ def test_bad_requests_get_the_right_4xx_and_leave_nothing(daemon: DaemonProcess)
     assert _get(daemon, good)[0] == 200  # still serving
 
 
+def _downloads(d: DaemonProcess, result: str) -> float:
+    """uploader_transfers_total of downloads with ``result``, from /metrics (0 when absent)."""
+    key = f'uploader_transfers_total{{kind="download",result="{result}"}} '
+    for line in d.request("GET", "/metrics")[2].decode().splitlines():
+        if line.startswith(key):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def test_a_download_whose_client_leaves_is_cancelled_not_failed(daemon: DaemonProcess) -> None:
+    cap = _put(daemon, random.Random(14).randbytes(12 * 1024 * 1024))
+    failed, cancelled = _downloads(daemon, "failed"), _downloads(daemon, "cancelled")
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        s.connect(("127.0.0.1", daemon.port))
+        s.sendall(f"GET /uri/{cap} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        assert s.recv(65536).startswith(b"HTTP/1.1 200 ")  # the download is under way
+    deadline = time.monotonic() + 30
+    while True:
+        recent = [t for t in daemon.status()["transfers"]["recent"] if t["kind"] == "download"]
+        if recent and recent[0]["size"] == 12 * 1024 * 1024:
+            break
+        assert time.monotonic() < deadline, "the download never ended"
+        time.sleep(0.05)
+    assert recent[0]["stage"] == "cancelled" and "client went away" in recent[0]["error"], recent[0]
+    assert (_downloads(daemon, "failed"), _downloads(daemon, "cancelled")) == (failed, cancelled + 1)
+
+
 def _answer(sock: socket.socket) -> tuple[bytes, bytes]:
     """One answer off ``sock``: its status line and headers, and its body (by Content-Length)."""
     data = b""

@@ -489,11 +489,18 @@ class _ResponseSink:
         self.resp = resp
         self.t = t
         self.base = base
+        # The client went away: a write failed on its connection. Marked here, as the download may
+        # report the error wrapped or beside others, and it must not count as a failed download.
+        self.gone = False
 
     async def write(self, data: memoryview) -> None:
-        if not self.resp.prepared:
-            await self.resp.prepare(self.request)
-        await self.resp.write(bytes(data))  # the view is a slot the download reuses: copy
+        try:
+            if not self.resp.prepared:
+                await self.resp.prepare(self.request)
+            await self.resp.write(bytes(data))  # the view is a slot the download reuses: copy
+        except ConnectionError:
+            self.gone = True
+            raise
         self.t.bytes_done += len(data)
 
 
@@ -519,17 +526,25 @@ async def download(state: ApiState, request: web.Request, req: rq.Request) -> we
     log.info(
         "download %s si=%s: bytes %d-%d of %d", t.id, t.storage_index, offset, offset + length - 1, cap.size
     )
+    sink = _ResponseSink(request, resp, t, offset)
     try:
-        result = await state.grid.download(
-            cap, _ResponseSink(request, resp, t, offset), offset=offset, length=length
-        )
+        result = await state.grid.download(cap, sink, offset=offset, length=length)
         t.servers = {s: {"shares": shares, "state": "read"} for s, shares in result.shares_used.items()}
         await resp.write_eof()
     except BaseException as exc:
         cancelled = isinstance(exc, asyncio.CancelledError)
-        t.stage = "cancelled" if cancelled else t.stage
-        state.activity.finish(t, "cancelled" if cancelled else str(exc) or type(exc).__name__)
-        log.warning("download %s si=%s: failed after %d bytes: %s", t.id, t.storage_index, t.bytes_done, exc)
+        if cancelled or sink.gone:  # as an upload whose client leaves: cancelled, not failed
+            t.stage = "cancelled"
+            why = "the daemon stopped" if cancelled else "the client went away"
+            state.activity.finish(t, f"cancelled ({why})")
+            log.warning(
+                "download %s si=%s: cancelled after %d bytes (%s)", t.id, t.storage_index, t.bytes_done, why
+            )
+        else:
+            state.activity.finish(t, str(exc) or type(exc).__name__)
+            log.warning(
+                "download %s si=%s: failed after %d bytes: %s", t.id, t.storage_index, t.bytes_done, exc
+            )
         if cancelled or not resp.prepared:
             raise
         # Headers went out: cut the connection short of Content-Length so the client sees the failure.
