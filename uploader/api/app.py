@@ -210,14 +210,22 @@ async def upload_slot(state: ApiState) -> AsyncIterator[None]:
         raise SetAside
     acquire = asyncio.ensure_future(state.upload_slots.acquire())
     stopping = asyncio.ensure_future(state.stopping.wait())
-    try:
-        await asyncio.wait((acquire, stopping), return_when=asyncio.FIRST_COMPLETED)
-    finally:
+
+    async def settle() -> bool:
+        """Stop waiting; whether the slot was taken."""
         stopping.cancel()
         if not acquire.done():
-            acquire.cancel()  # a slot handed over meanwhile is passed on by the semaphore
+            acquire.cancel()  # a slot handed over but not yet taken is passed on by the semaphore
             await asyncio.wait((acquire,))
-    got = not acquire.cancelled()
+        return not acquire.cancelled()
+
+    try:
+        await asyncio.wait((acquire, stopping), return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:  # this task was cancelled while waiting: leave no slot taken
+        if await settle():
+            state.upload_slots.release()
+        raise
+    got = await settle()
     if not got or state.draining:
         if got:
             state.upload_slots.release()
