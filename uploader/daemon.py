@@ -392,7 +392,7 @@ class Daemon:
                 new = self.reload_config()
                 change = plan(self.config, new)
                 await self.state.grid.reconfigure(change.config)
-            except ConfigError as exc:
+            except UploaderError as exc:  # a bad value, or workers that could not start
                 log.error("reload failed, keeping the running configuration: %s", exc)
             except Exception as exc:  # a reload must never take the daemon down
                 log.error("reload failed, keeping the running configuration", exc_info=exc)
