@@ -179,10 +179,13 @@ def parse_range(header: str | None, size: int) -> ByteRange | None:
     m = _RANGE.fullmatch(header.strip())
     if m is None or (not m[1] and not m[2]):
         return None  # not a single bytes range we understand: serve the whole file
-    if len(m[1]) > 20 or len(m[2]) > 20:
-        raise ApiError(416, f"range {header[:48]!r} has numbers beyond any file size", size=size)
+    if len(m[1]) > 20:  # a first byte beyond any file size
+        raise ApiError(416, f"range {header[:48]!r} starts beyond any file size", size=size)
+    # a last byte or suffix past the end means "to the end" / "the whole file" (RFC 9110 §14.1.2);
+    # past 20 digits it is only compared, never converted (int() refuses 4300+ digits)
+    far = 2**64
     if not m[1]:  # suffix: the last N bytes
-        suffix = int(m[2])
+        suffix = int(m[2]) if len(m[2]) <= 20 else far
         if suffix == 0 or size == 0:
             raise ApiError(
                 416, f"an empty suffix range cannot be satisfied for a {size}-byte file", size=size
@@ -190,7 +193,7 @@ def parse_range(header: str | None, size: int) -> ByteRange | None:
         start = max(0, size - suffix)
         return ByteRange(start, size - start)
     start = int(m[1])
-    end = int(m[2]) if m[2] else max(start, size - 1)
+    end = (int(m[2]) if len(m[2]) <= 20 else far) if m[2] else max(start, size - 1)
     if end < start:
         return None  # syntactically invalid: ignore the header (RFC 9110)
     if start >= size:

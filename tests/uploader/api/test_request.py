@@ -92,6 +92,9 @@ def test_a_damaged_cap_is_not_echoed() -> None:
         ("bytes=0-1,5-6", None),  # several ranges: whole file
         ("items=0-1", None),
         ("bytes=-", None),
+        ("bytes=0-" + "9" * 30, rq.ByteRange(0, 1000)),  # a last byte past any size: to the end
+        ("bytes=10-" + "9" * 5000, rq.ByteRange(10, 990)),  # (beyond int()'s 4300 digits too)
+        ("bytes=-" + "9" * 30, rq.ByteRange(0, 1000)),  # a suffix longer than any file: all of it
     ],
 )
 def test_parse_range(header: str | None, expected: rq.ByteRange | None) -> None:
