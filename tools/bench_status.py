@@ -94,12 +94,12 @@ class Poller:
 
 
 def _workers(pid: int) -> list[int]:
-    """The daemon's worker processes: its spawned children running ``spawn_main`` (Linux /proc)."""
+    """The daemon's worker processes: its children running ``workers.boot`` (Linux /proc)."""
     found: list[int] = []
     for task in Path(f"/proc/{pid}/task").glob("*"):
         try:
             for kid in (task / "children").read_text().split():
-                if b"spawn_main" in Path(f"/proc/{kid}/cmdline").read_bytes():
+                if b"workers.boot" in Path(f"/proc/{kid}/cmdline").read_bytes():
                     found.append(int(kid))
         except OSError:
             continue

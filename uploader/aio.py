@@ -14,6 +14,9 @@ T = TypeVar("T")
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
-    tune_malloc()
-    gc.freeze()  # modules and start-up state live as long as the process: keep them out of collections
-    return uvloop.run(coro)
+    try:
+        tune_malloc()
+        gc.freeze()  # modules and start-up state live as long as the process: keep them out of collections
+        return uvloop.run(coro)
+    finally:
+        coro.close()  # a Ctrl-C before the loop started it: no "coroutine was never awaited" warning

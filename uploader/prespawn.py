@@ -7,7 +7,7 @@ them. This module imports nothing heavy, so that calling it early costs little.
 
 | function | what it does |
 |---|---|
-| ``start_worker``  | one spawned worker process and the network process's end of its socketpair |
+| ``start_worker``  | one worker process (its own process group) and the network process's end of its socketpair |
 | ``prespawn``      | ``count`` of them at once, for a pool to adopt |
 | ``discard``       | kill the ones no pool adopted (the command failed before its pool started) |
 """
@@ -15,61 +15,75 @@ them. This module imports nothing heavy, so that calling it early costs little.
 from __future__ import annotations
 
 import contextlib
-import multiprocessing
 import os
-import signal
 import socket
-import threading
-from collections.abc import Iterator
+import subprocess
+import sys
 from dataclasses import dataclass
 
-from workers.boot import boot
+
+class WorkerProcess:
+    """A started worker: the few calls of ``multiprocessing.Process`` that the pool uses, over
+    ``subprocess.Popen`` (``exitcode`` is negative for a signal, as there)."""
+
+    def __init__(self, popen: subprocess.Popen[bytes]) -> None:
+        self._popen = popen
+        self.pid = popen.pid
+
+    @property
+    def exitcode(self) -> int | None:
+        return self._popen.poll()
+
+    def is_alive(self) -> bool:
+        return self._popen.poll() is None
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            self._popen.kill()
+
+    def join(self, timeout: float | None = None) -> None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self._popen.wait(timeout)
 
 
 @dataclass
 class Spawned:
-    process: multiprocessing.process.BaseProcess
+    process: WorkerProcess
     sock: socket.socket  # the network process's end of the socketpair
 
 
+# The worker's command line: a fresh interpreter running workers.boot, which imports nothing of
+# ``uploader``. -P: the current directory is not put on sys.path (a ./workers there must not win).
+BOOT = "from workers.boot import main; main()"
+
+
 def start_worker(backend: str, nice: int = 0) -> Spawned:
-    """Spawn one worker; it boots, then waits for the arena hello on its socket."""
+    """Start one worker; it boots, then waits for the arena hello on its socket.
+
+    The worker runs in a process group of its own: a Ctrl-C at the terminal goes to the
+    foreground group, i.e. to the network process alone, which handles it (and then stops its
+    workers); a worker still importing its codecs never sees it. The network process's own
+    signal handling is not touched while a worker starts, so no Ctrl-C of its own can be lost
+    (ignoring SIGINT around the start, as this did before, dropped one now and then).
+    """
     parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    proc = multiprocessing.get_context("spawn").Process(
-        target=boot, args=(child, os.getpid(), backend), daemon=True, name="uploader-worker"
-    )
-    # The worker starts with SIGINT ignored (an ignored signal stays ignored across exec): a Ctrl-C
-    # to the terminal's process group is the network process's to handle, and must not print a
-    # KeyboardInterrupt traceback from a worker still importing its codecs. Here it is blocked
-    # meanwhile, so one that comes during the start is delivered after it, not lost.
-    with _sigint_held():
-        try:
-            proc.start()
-        except BaseException:
-            parent.close()
-            raise
-        finally:
-            child.close()
-    if nice and proc.pid is not None:
-        niceness = min(19, os.getpriority(os.PRIO_PROCESS, 0) + nice)
-        os.setpriority(os.PRIO_PROCESS, proc.pid, niceness)
-    return Spawned(proc, parent)
-
-
-@contextlib.contextmanager
-def _sigint_held() -> Iterator[None]:
-    """SIGINT ignored for processes started meanwhile, blocked (kept pending) for this one."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        yield
+        popen = subprocess.Popen(
+            [sys.executable, "-P", "-c", BOOT, str(child.fileno()), str(os.getpid()), backend],
+            pass_fds=(child.fileno(),),
+            stdin=subprocess.DEVNULL,
+            process_group=0,
+        )
+    except BaseException:
+        parent.close()
+        raise
     finally:
-        # None: the handler was not set from Python (an embedding host's); the default is closest
-        signal.signal(signal.SIGINT, previous if previous is not None else signal.SIG_DFL)
-        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        child.close()
+    if nice:
+        niceness = min(19, os.getpriority(os.PRIO_PROCESS, 0) + nice)
+        with contextlib.suppress(ProcessLookupError):
+            os.setpriority(os.PRIO_PROCESS, popen.pid, niceness)
+    return Spawned(WorkerProcess(popen), parent)
 
 
 def prespawn(count: int, backend: str, nice: int = 0) -> list[Spawned]:

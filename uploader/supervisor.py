@@ -33,7 +33,7 @@ from typing import Any
 
 from uploader import trace
 from uploader.errors import UploaderError
-from uploader.prespawn import Spawned, start_worker
+from uploader.prespawn import Spawned, WorkerProcess, start_worker
 from workers import erasure
 from workers.errors import MessageError
 from workers.main import send_arena
@@ -97,7 +97,7 @@ class _Job:
 @dataclass
 class _Worker:
     index: int
-    process: Any  # multiprocessing.Process (spawn context)
+    process: WorkerProcess
     writer: asyncio.StreamWriter
     reader_task: asyncio.Task[None] | None = None
     inflight: deque[_Job] = field(default_factory=deque)

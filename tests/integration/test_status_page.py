@@ -158,11 +158,11 @@ def test_page_is_ours_and_served_with_its_files(daemon: DaemonProcess) -> None:
 
 
 def _workers_of(pid: int) -> list[int]:
-    """The daemon's worker processes (spawned children running ``spawn_main``)."""
+    """The daemon's worker processes (children running ``workers.boot``)."""
     found = []
     for task in Path(f"/proc/{pid}/task").iterdir():
         for child in (task / "children").read_text().split():
-            if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
+            if b"workers.boot" in Path(f"/proc/{child}/cmdline").read_bytes():
                 found.append(int(child))
     return found
 

@@ -137,7 +137,7 @@ def test_ctrl_c_at_any_moment_of_start_up_is_a_quiet_130(grid: LocalGrid, tmp_pa
     its workers start (they ignore it: it is the network process's), and once the upload runs."""
     source = tmp_path / "big.bin"
     source.write_bytes(os.urandom(48 * 2**20))  # long enough that no run finishes before its signal
-    for delay in (0.05, 0.1, 0.15, 0.25, 0.5):
+    for delay in (0.05, 0.07, 0.08, 0.09, 0.1, 0.11, 0.12, 0.15, 0.25, 0.5):  # the workers start near 0.1 s
         proc = subprocess.Popen(
             [
                 sys.executable,

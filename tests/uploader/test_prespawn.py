@@ -65,3 +65,13 @@ def test_discard_kills_workers_no_pool_adopted() -> None:
     discard(early)
     assert early == [] and all(not p.is_alive() for p in procs)
     assert all(p.exitcode is not None for p in procs)  # reaped
+
+
+def test_workers_run_in_a_process_group_of_their_own() -> None:
+    """A terminal's Ctrl-C (SIGINT to the foreground group) reaches the network process, not them."""
+    early = prespawn(1, "auto")
+    try:
+        pid = early[0].process.pid
+        assert os.getpgid(pid) == pid != os.getpgid(0)
+    finally:
+        discard(early)
