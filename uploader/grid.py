@@ -74,12 +74,9 @@ class GridRecord:
             raise GridError(f"{path} is not a grid record: {exc}") from None
 
     def save(self, directory: Path) -> None:
-        path = directory / GRID_FILE
-        tmp = path.with_name(GRID_FILE + ".tmp")
-        tmp.write_text(
-            json.dumps({"servers": [asdict(s) for s in self.servers]}, indent=2) + "\n", encoding="utf-8"
-        )
-        os.replace(tmp, path)
+        """Replace ``grid.json`` atomically; raises OSError (the commands turn it into GridError)."""
+        text = json.dumps({"servers": [asdict(s) for s in self.servers]}, indent=2) + "\n"
+        _write_text(directory / GRID_FILE, text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,12 +242,29 @@ def current_grid_record(env: Mapping[str, str]) -> Path:
 
 
 def _write_text(path: Path, text: str, mode: int = 0o644) -> None:
+    """Replace ``path`` atomically. On failure (disk full…) the old file stays and the temporary
+    file is removed, so a failed write leaves nothing behind; the OSError propagates."""
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        if isinstance(exc, OSError) and exc.filename is None:  # write() and close() name no file
+            exc.filename = str(path)
+        raise
+
+
+def _fs_error(exc: OSError, action: str, directory: Path) -> GridError:
+    """An ordinary filesystem failure (not a directory, permission denied, disk full) as the
+    one-line error the CLI prints, naming the path and the reason instead of a traceback."""
+    where = exc.filename if exc.filename is not None else directory
+    reason = exc.strerror or str(exc)
+    return GridError(f"cannot {action} the grid in {directory}: {where}: {reason}")
 
 
 # --- commands ----------------------------------------------------------------------------------------
@@ -274,6 +288,17 @@ def start_grid(
     GridError naming the failing server (and stops the servers this call started).
     """
     directory = directory.expanduser().resolve()
+    try:
+        return _start_grid(directory, servers, python, timeout_s, env if env is not None else os.environ)
+    except OSError as exc:
+        raise _fs_error(exc, "start", directory) from None
+
+
+def _start_grid(
+    directory: Path, servers: int | None, python: str, timeout_s: float, env: Mapping[str, str]
+) -> list[ServerStatus]:
+    if directory.exists() and not directory.is_dir():
+        raise GridError(f"--dir {directory} is not a directory")
     directory.mkdir(parents=True, exist_ok=True)
     record = GridRecord.load(directory)
     if record is None:
@@ -287,22 +312,25 @@ def start_grid(
             f"(or use a new directory for {servers})"
         )
     started: list[ServerRecord] = []
-    for server in record.servers:
-        if is_running(server):
-            continue
-        sdir = server_dir(directory, server.name)
-        sdir.mkdir(exist_ok=True)
-        (sdir / NURL_FILE).unlink(missing_ok=True)
-        pid = _spawn(python, sdir, server.port or 0)
-        server.pid, server.started = pid, _start_time(pid)
-        started.append(server)
-    record.save(directory)
     try:
+        for server in record.servers:
+            if is_running(server):
+                continue
+            sdir = server_dir(directory, server.name)
+            sdir.mkdir(exist_ok=True)
+            (sdir / NURL_FILE).unlink(missing_ok=True)
+            pid = _spawn(python, sdir, server.port or 0)
+            server.pid, server.started = pid, _start_time(pid)
+            started.append(server)
+        record.save(directory)
         statuses = _wait_until_up(directory, record, timeout_s)
-    except GridError:
-        _stop(directory, record, started)
+        _write_configs(directory, statuses, env)
+    except (GridError, OSError):
+        # Whatever failed (a server, or the disk), no process of this call is left running
+        # unrecorded; the record's own save may fail too (disk full): the first error is the one to tell.
+        with contextlib.suppress(OSError):
+            _stop(directory, record, started)
         raise
-    _write_configs(directory, statuses, env if env is not None else os.environ)
     return statuses
 
 
@@ -373,7 +401,14 @@ def stop_grid(directory: Path, timeout_s: float = 15.0) -> list[str]:
     record = GridRecord.load(directory)
     if record is None:
         raise GridError(f"there is no grid in {directory}")
-    return _stop(directory, record, record.servers, timeout_s)
+    try:
+        return _stop(directory, record, record.servers, timeout_s)
+    except OSError as exc:  # the servers are stopped; only saving the record failed (disk full…)
+        where = exc.filename if exc.filename is not None else directory / GRID_FILE
+        raise GridError(
+            f"stopped the grid's servers in {directory}, but cannot save its record: {where}: "
+            f"{exc.strerror or exc}"
+        ) from None
 
 
 def _stop(

@@ -149,3 +149,42 @@ def test_start_failure_names_the_server_and_leaves_nothing_running(tmp_path: Pat
 def test_status_of_a_missing_grid_fails(tmp_path: Path) -> None:
     result = uploader("grid", "status", "--dir", str(tmp_path / "nothing"))
     assert result.returncode == 1 and "no grid" in result.stderr
+
+
+def _one_line_error(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.splitlines()) == 1, result.stderr
+    return result.stderr
+
+
+def test_a_dir_that_is_a_file_is_a_one_line_error(tmp_path: Path) -> None:
+    plain = tmp_path / "plain"
+    plain.write_text("not a grid")
+    assert str(plain) in _one_line_error(uploader("grid", "start", "--dir", str(plain)))
+    below = _one_line_error(uploader("grid", "start", "--dir", str(plain / "grid")))
+    assert str(plain / "grid") in below and "Not a directory" in below
+    assert plain.read_text() == "not a grid"
+
+
+def test_a_full_disk_is_a_one_line_error_and_leaves_nothing_running(tmp_path: Path) -> None:
+    """A real ENOSPC: the grid's temporary files point at /dev/full, whose writes always fail so."""
+    grid = tmp_path / "grid"
+    grid.mkdir()
+    (grid / "uploader.toml.tmp").symlink_to("/dev/full")
+    try:
+        failed = _one_line_error(uploader("grid", "start", "--dir", str(grid), "--servers", "1"))
+        assert "No space left on device" in failed and str(grid / "uploader.toml") in failed
+        record = GridRecord.load(grid)
+        assert record is not None and not any(is_running(s) for s in record.servers)
+        assert not (grid / "uploader.toml.tmp").is_symlink()  # the failed write's leftover is removed
+
+        assert uploader("grid", "start", "--dir", str(grid)).returncode == 0
+        (grid / "grid.json.tmp").symlink_to("/dev/full")
+        stopped = _one_line_error(uploader("grid", "stop", "--dir", str(grid)))
+        assert "No space left on device" in stopped and "stopped the grid's servers" in stopped
+        record = GridRecord.load(grid)
+        assert record is not None and not any(is_running(s) for s in record.servers)
+    finally:
+        for leftover in ("uploader.toml.tmp", "grid.json.tmp"):
+            (grid / leftover).unlink(missing_ok=True)
+        uploader("grid", "stop", "--dir", str(grid))
