@@ -185,8 +185,34 @@ def _read_nurl(server_dir: Path) -> Nurl | None:
 # --- configuration files ---------------------------------------------------------------------------
 
 
+_TOML_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
+
+
 def _toml_str(text: str) -> str:
-    return json.dumps(text)  # JSON string escapes are valid TOML basic-string escapes
+    """``text`` as a TOML basic string (TOML 1.0 "String").
+
+    Not ``json.dumps``: its ASCII escapes write a character outside the BMP (an emoji in a path) as
+    a surrogate pair ``\\ud83d\\ude00``, which TOML forbids, so every later command would fail on the
+    file. Here ``"``, ``\\`` and the control characters (U+0000..U+001F, U+007F) are escaped and
+    everything else is written as is (the file is UTF-8). A lone surrogate, which is what Python
+    makes of bytes in a file name that are not UTF-8, has no TOML form: GridError.
+    """
+    out = ['"']
+    for ch in text:
+        code = ord(ch)
+        if ch in _TOML_ESCAPES:
+            out.append(_TOML_ESCAPES[ch])
+        elif code < 0x20 or code == 0x7F:
+            out.append(f"\\u{code:04X}")
+        elif 0xD800 <= code <= 0xDFFF:
+            raise GridError(
+                f"{text!a} cannot be written to {CLIENT_CONFIG}: it holds bytes that are not UTF-8 "
+                "(use a directory whose path is valid UTF-8)"
+            )
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
 
 
 def _yaml_str(text: str) -> str:
@@ -197,7 +223,8 @@ def client_config_text(directory: Path, nurls: Sequence[tuple[str, Nurl]]) -> st
     """A complete ``uploader.toml`` for this grid (keys of uploader.config)."""
     n = len(nurls)
     happy = min(7, n)
-    lines = [f"# The embedded local grid in {directory}, written by `python -m uploader grid start`."]
+    # The directory is not repeated in this comment: a comment cannot escape a newline in a path.
+    lines = ["# The embedded local grid (data_dir is in its directory), written by `grid start`."]
     # k, N and happiness stay at their defaults (flags like `-k 2 -n 4` then work as documented),
     # except what a grid of fewer than 7 servers cannot meet.
     if happy < 7:
@@ -299,6 +326,7 @@ def _start_grid(
 ) -> list[ServerStatus]:
     if directory.exists() and not directory.is_dir():
         raise GridError(f"--dir {directory} is not a directory")
+    _toml_str(str(directory))  # a path uploader.toml cannot hold fails now, before any server starts
     directory.mkdir(parents=True, exist_ok=True)
     record = GridRecord.load(directory)
     if record is None:

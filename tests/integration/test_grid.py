@@ -188,3 +188,24 @@ def test_a_full_disk_is_a_one_line_error_and_leaves_nothing_running(tmp_path: Pa
         for leftover in ("uploader.toml.tmp", "grid.json.tmp"):
             (grid / leftover).unlink(missing_ok=True)
         uploader("grid", "stop", "--dir", str(grid))
+
+
+def test_a_grid_in_a_non_bmp_or_undecodable_path(tmp_path: Path, isolated_home: Path) -> None:
+    """An emoji in the path (json.dumps wrote it as surrogate escapes TOML rejects, so every later
+    command failed with exit 3) gives a configuration later commands read; bytes that are not
+    UTF-8 cannot go in uploader.toml, so start refuses before starting any server."""
+    grid = tmp_path / "grid \U0001f600"
+    assert uploader("grid", "start", "--dir", str(grid), "--servers", "1").returncode == 0
+    try:
+        source = tmp_path / "file"
+        source.write_bytes(b"x" * 100)
+        cap = uploader("cap", str(source))  # reads the grid's configuration through current-grid
+        assert cap.returncode == 0, cap.stderr
+        assert load_config(None, dict(os.environ), {}).data_dir == grid / "client"
+    finally:
+        assert uploader("grid", "stop", "--dir", str(grid)).returncode == 0
+
+    odd = tmp_path / os.fsdecode(b"grid-\xff")
+    failed = _one_line_error(uploader("grid", "start", "--dir", str(odd), "--servers", "1"))
+    assert "not UTF-8" in failed
+    assert GridRecord.load(odd) is None and not (odd / "server-01").exists()

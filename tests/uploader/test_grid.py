@@ -6,10 +6,20 @@ import os
 import tomllib
 from pathlib import Path
 
+import pytest
 import yaml
+from hypothesis import given
+from hypothesis import strategies as st
 
 from uploader.config import load_config
-from uploader.grid import GridRecord, ServerRecord, client_config_text, is_running, servers_yaml_text
+from uploader.grid import (
+    GridError,
+    GridRecord,
+    ServerRecord,
+    client_config_text,
+    is_running,
+    servers_yaml_text,
+)
 from uploader.wire.nurl import Nurl, lease_seed_of_cert
 from workers.base32 import b32decode, b32encode
 
@@ -26,6 +36,38 @@ def test_client_config_is_valid_for_load_config(tmp_path: Path) -> None:
     assert [s.nurl for s in config.servers] == [str(n) for n in NURLS]
     assert [s.nickname for s in config.servers] == ["server-01", "server-02", "server-03"]
     assert (config.shares_needed, config.shares_happy, config.shares_total) == (3, 3, 10)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "grid \U0001f600",
+        "tab\tnew\nline",
+        "del\x7f nul\x00 esc\x1b",
+        'q"uote\\back',
+        "\u00e9t\u00e9 \ufeff \U0010ffff",
+    ],
+)
+def test_any_unicode_path_gives_a_valid_config(tmp_path: Path, name: str) -> None:
+    """Characters outside the BMP (json.dumps wrote them as surrogate pairs, which TOML forbids),
+    control characters and quotes all survive: load_config reads the data_dir back unchanged."""
+    grid = tmp_path / name
+    path = tmp_path / "uploader.toml"
+    path.write_text(client_config_text(grid, [("server-01", NURLS[0])]), encoding="utf-8")
+    config = load_config(path, {}, {})
+    assert config.data_dir == grid / "client" and [s.nurl for s in config.servers] == [str(NURLS[0])]
+
+
+@given(st.text())
+def test_config_toml_round_trips_any_text(name: str) -> None:
+    grid = Path("/g") / name
+    doc = tomllib.loads(client_config_text(grid, [("server-01", NURLS[0])]))
+    assert doc["data_dir"] == str(grid / "client")
+
+
+def test_a_path_with_undecodable_bytes_is_a_grid_error() -> None:
+    with pytest.raises(GridError, match="not UTF-8"):
+        client_config_text(Path("/g/\udcff"), [("server-01", NURLS[0])])
 
 
 def test_one_server_grid_config() -> None:
