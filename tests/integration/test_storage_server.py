@@ -7,6 +7,8 @@ import base64
 import os
 import socket
 import ssl
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +16,7 @@ from pathlib import Path
 import cbor2
 import pytest
 
-from tests.storage_driver import GbsClient, ServerProcess
+from tests.storage_driver import REPO, GbsClient, ServerProcess
 from uploader.storage import container
 from uploader.wire import protocol as wire
 from uploader.wire.protocol import Secret, Span
@@ -660,6 +662,36 @@ def test_a_second_server_on_the_same_directory_refuses_to_start(server: ServerPr
     assert server.client.version().available_space > 0  # the first one is untouched
     log = server.directory.parent / f"{server.directory.name}.log"
     assert "already running" in log.read_text()
+
+
+def _storage(directory: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "uploader", "storage", "--dir", str(directory), *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        timeout=60,
+    )
+
+
+def test_a_directory_failure_names_the_path_not_the_listen_address(tmp_path: Path) -> None:
+    """Only the bind is a listen error: DIR/server.lock that cannot be opened (here a directory;
+    a read-only DIR is the same path) is reported as what it is, on one line."""
+    (tmp_path / "s" / "server.lock").mkdir(parents=True)
+    failed = _storage(tmp_path / "s")
+    assert failed.returncode == 1 and "Traceback" not in failed.stderr
+    assert "cannot listen" not in failed.stderr
+    assert f"{tmp_path / 's' / 'server.lock'}: Is a directory" in failed.stderr
+    assert not (tmp_path / "s" / "nurl").exists()
+
+    with socket.socket() as squatter:  # a taken port is still a listen error
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        taken = _storage(tmp_path / "t", "--listen", f"127.0.0.1:{port}")
+    assert taken.returncode == 1 and "Traceback" not in taken.stderr
+    assert f"cannot listen on 127.0.0.1:{port}:" in taken.stderr
 
 
 # --- RTT emulation (benchmarks only) ------------------------------------------------------------

@@ -23,7 +23,6 @@ import os
 import resource
 import signal
 import ssl
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +54,22 @@ class ServerSettings:
     keepalive_timeout_s: float = 75.0
     application_version: bytes = b"uploader/0.1.0"
     emulate_rtt_s: float = 0.0  # benchmarks only: every response held this long (AppSettings)
+
+
+class ListenError(StorageError):
+    """The listening socket could not be made (the address is taken, not local, not allowed)."""
+
+
+def address(host: str, port: int) -> str:
+    """``host:port`` as an operator writes it, with an IPv6 host in brackets (``[::1]:3456``)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _directory_error(exc: OSError, directory: Path) -> StorageError:
+    """A start-up failure in the server directory (read-only, not a directory, disk full), naming
+    the path it happened on; not a listen error, which only the bind is."""
+    where = exc.filename if exc.filename is not None else directory
+    return StorageError(f"cannot use the server directory {directory}: {where}: {exc.strerror or exc}")
 
 
 def tls_context(identity: Identity) -> ssl.SSLContext:
@@ -90,10 +105,16 @@ class StorageServer:
 
     def __init__(self, settings: ServerSettings) -> None:
         self.settings = settings
-        settings.directory.mkdir(parents=True, exist_ok=True)
-        self._lock_fd = lock_directory(settings.directory)
-        self.identity = load_or_create_identity(settings.directory)
-        self.store = ShareStore(settings.directory / "storage", settings.store)
+        self._lock_fd = -1
+        try:
+            settings.directory.mkdir(parents=True, exist_ok=True)
+            self._lock_fd = lock_directory(settings.directory)
+            self.identity = load_or_create_identity(settings.directory)
+            self.store = ShareStore(settings.directory / "storage", settings.store)
+        except OSError as exc:
+            if self._lock_fd >= 0:
+                os.close(self._lock_fd)
+            raise _directory_error(exc, settings.directory) from None
         app_settings = AppSettings(
             swissnum=self.identity.swissnum,
             application_version=settings.application_version,
@@ -122,11 +143,18 @@ class StorageServer:
         site = web.TCPSite(
             runner, s.host, s.port, ssl_context=tls_context(self.identity), shutdown_timeout=5.0
         )
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:  # only the bind is a listen error
+            await runner.cleanup()
+            raise ListenError(f"cannot listen on {address(s.host, s.port)}: {exc.strerror or exc}") from None
         self._runner = runner
         port = int(runner.addresses[0][1])
         self.nurl = self.identity.nurl(s.nurl_host or s.host, port)
-        write_nurl(s.directory, self.nurl)
+        try:
+            write_nurl(s.directory, self.nurl)
+        except OSError as exc:
+            raise _directory_error(exc, s.directory) from None
         self._reaper = asyncio.create_task(self._reap_idle())
         return self.nurl
 
@@ -177,17 +205,12 @@ def run_server(settings: ServerSettings) -> int:
         if settings.emulate_rtt_s > 0:
             log.warning("emulating RTT: every response held %g ms", settings.emulate_rtt_s * 1000)
 
-    try:
-        import uvloop
+    import uvloop
 
-        uvloop.run(serve(settings, ready))
-    except OSError as exc:  # e.g. the port is taken
-        print(
-            f"uploader: error: cannot listen on {settings.host}:{settings.port}: {exc.strerror}",
-            file=sys.stderr,
-        )
-        return 1
+    # A start-up failure is a StorageError saying what failed (ListenError for the bind, the path
+    # for the directory) and reaches the CLI, which prints it as one line: exit 1.
+    uvloop.run(serve(settings, ready))
     return 0
 
 
-__all__ = ["ServerSettings", "StorageServer", "run_server", "serve", "tls_context"]
+__all__ = ["ListenError", "ServerSettings", "StorageServer", "address", "run_server", "serve", "tls_context"]
