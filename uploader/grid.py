@@ -158,9 +158,7 @@ def probe_server(nurl: Nurl, timeout_s: float = 5.0) -> wire.VersionInfo:
         assert isinstance(conn.sock, ssl.SSLSocket)
         der = conn.sock.getpeercert(binary_form=True)
         if der is None or spki_hash_of_cert(der) != nurl.spki_hash:
-            raise GridError(
-                f"server at {nurl.host}:{nurl.port} shows a certificate that does not match its NURL"
-            )
+            raise GridError(f"server at {nurl.address} shows a certificate that does not match its NURL")
         conn.request(
             "GET",
             wire.version_path(),
@@ -169,7 +167,7 @@ def probe_server(nurl: Nurl, timeout_s: float = 5.0) -> wire.VersionInfo:
         response = conn.getresponse()
         body = response.read(64 * 1024)
         if response.status != 200:
-            raise GridError(f"server at {nurl.host}:{nurl.port} answered version with HTTP {response.status}")
+            raise GridError(f"server at {nurl.address} answered version with HTTP {response.status}")
         return wire.parse_version(body)
     finally:
         conn.close()

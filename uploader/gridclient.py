@@ -157,9 +157,7 @@ class GridClient:
         results = await asyncio.gather(*(c.connect() for c in candidates), return_exceptions=True)
         for client, result in zip(candidates, results, strict=True):
             if isinstance(result, ServerError):
-                log.warning(
-                    "storage server %s is unavailable: %s", client.nurl.host + f":{client.nurl.port}", result
-                )
+                log.warning("storage server %s is unavailable: %s", client.nurl.address, result)
                 self.unreachable[client.server] = str(result)
                 await client.close()
             elif isinstance(result, BaseException):
@@ -201,9 +199,7 @@ class GridClient:
         connected: dict[Nurl, StorageClient] = {}
         for client, result in zip(fresh, results, strict=True):
             if isinstance(result, BaseException):
-                log.warning(
-                    "storage server %s:%d is unavailable: %s", client.nurl.host, client.nurl.port, result
-                )
+                log.warning("storage server %s is unavailable: %s", client.nurl.address, result)
                 await client.close()
             else:
                 connected[client.nurl] = client
@@ -254,7 +250,7 @@ class GridClient:
     def server_flow(self) -> dict[str, Budget | None]:
         """Each connected server (host:port) and its byte budget, with the cumulative write counters
         of every upload so far; None for a server no upload has written to yet."""
-        return {f"{c.nurl.host}:{c.nurl.port}": self._budgets.get(c.nurl.spki_hash) for c in self.clients}
+        return {c.nurl.address: self._budgets.get(c.nurl.spki_hash) for c in self.clients}
 
     async def __aenter__(self) -> GridClient:
         await self.start()

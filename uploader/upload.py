@@ -121,7 +121,7 @@ class _Link:
 
     @property
     def name(self) -> str:
-        return f"{self.client.nurl.host}:{self.client.nurl.port}"
+        return self.client.nurl.address
 
 
 class _Bucket:

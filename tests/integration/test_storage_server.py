@@ -620,6 +620,34 @@ def test_shares_survive_a_restart_on_the_same_nurl(tmp_path: Path) -> None:
         assert second.stop() == 0
 
 
+def _ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _ipv6_loopback(), reason="this machine has no IPv6 loopback (::1)")
+def test_an_ipv6_server_keeps_its_nurl_across_a_restart(tmp_path: Path) -> None:
+    """The NURL of ``--listen [::1]:0`` brackets the host, so the next start (no --listen) reads
+    it back and listens on the same address and port, instead of moving to 127.0.0.1 and a new port."""
+    first = ServerProcess(tmp_path / "s", listen="[::1]:0")
+    try:
+        assert first.nurl.host == "::1" and f"@[::1]:{first.nurl.port}/" in str(first.nurl)
+        assert (tmp_path / "s" / "nurl").read_text().strip() == str(first.nurl)
+        assert first.client.version().available_space > 0
+    finally:
+        assert first.stop() == 0
+    second = ServerProcess(tmp_path / "s", listen=None)
+    try:
+        assert second.nurl == first.nurl
+        assert second.client.version().available_space > 0
+    finally:
+        assert second.stop() == 0
+
+
 def test_sigkill_mid_write_never_leaves_a_complete_share(tmp_path: Path) -> None:
     srv = ServerProcess(tmp_path / "k")
     gbs, si, up = srv.client, new_si(), b"u" * 20

@@ -40,7 +40,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _line(s: ServerStatus, as_json: bool) -> str:
-    where = f"{s.nurl.host}:{s.nurl.port}" if s.nurl is not None else "-"
+    where = s.nurl.address if s.nurl is not None else "-"
     if as_json:
         return json.dumps({"server": s.name, "up": s.up, "pid": s.pid, "address": where, "detail": s.detail})
     return f"{s.name}  {'up' if s.up else 'down':4}  pid {s.pid or '-'}  {where}  {s.detail}"

@@ -145,7 +145,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
         directory=directory,
         host=host,
         port=port,
-        nurl_host=args.nurl_host,
+        nurl_host=args.nurl_host.strip("[]") if args.nurl_host else None,  # Nurl.host: no brackets
         store=StoreSettings(
             reserved_space=args.reserved_space,
             max_share_size=args.max_share_size,

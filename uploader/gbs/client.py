@@ -92,7 +92,7 @@ class StorageClient:
         self._connect_timeout_s = connect_timeout_s
         self._request_timeout_s = request_timeout_s
         self._max_connections = max_connections
-        self._server = f"{self._nurl.host}:{self._nurl.port}"
+        self._server = self._nurl.address
         self._base_url = self._nurl.base_url
         self._pin = SpkiPin(self._nurl.spki_hash, self._nurl.spki_digest)
         self._session: aiohttp.ClientSession | None = None

@@ -2,7 +2,9 @@
 
 ``pb://<spki-hash>@<host>:<port>/<swissnum>#v=1`` where spki-hash is
 ``base64url_nopad(SHA256(DER(SubjectPublicKeyInfo)))`` — 43 characters. The client trusts a
-server only when the certificate it shows has that SPKI hash.
+server only when the certificate it shows has that SPKI hash. An IPv6 host is written in brackets
+(``@[::1]:3456``, as in a URL, RFC 3986 §3.2.2); ``Nurl.host`` holds it without them, the form
+sockets take.
 """
 
 from __future__ import annotations
@@ -17,7 +19,10 @@ from workers.errors import FormatError
 # cryptography (~40 ms to import) is loaded by the functions that read certificates, so that
 # parsing a NURL (every configuration load does) stays cheap.
 
-_NURL = re.compile(r"pb://([A-Za-z0-9_-]{43})@([^:/@\s]+|\[[0-9A-Fa-f:]+\]):([0-9]{1,5})/([^/#?\s]+)#v=1")
+_NURL = re.compile(
+    r"pb://(?P<spki>[A-Za-z0-9_-]{43})@(?:\[(?P<ipv6>[0-9A-Fa-f:.]+)\]|(?P<host>[^:/@\s\[\]]+))"
+    r":(?P<port>[0-9]{1,5})/(?P<swissnum>[^/#?\s]+)#v=1"
+)
 
 
 class NurlError(FormatError):
@@ -27,19 +32,26 @@ class NurlError(FormatError):
 @dataclass(frozen=True, slots=True)
 class Nurl:
     spki_hash: str  # base64url, no padding, 43 characters
-    host: str
+    host: str  # an IPv6 address without brackets (``::1``): what sockets take
     port: int
     swissnum: str
 
     def __str__(self) -> str:
-        return f"pb://{self.spki_hash}@{self.host}:{self.port}/{self.swissnum}#v=1"
+        return f"pb://{self.spki_hash}@{self.address}/{self.swissnum}#v=1"
 
     def __repr__(self) -> str:  # the swissnum is a secret
-        return f"Nurl({self.host}:{self.port}, spki={self.spki_hash[:8]}…)"
+        return f"Nurl({self.address}, spki={self.spki_hash[:8]}…)"
+
+    @property
+    def address(self) -> str:
+        """``host:port``, an IPv6 host in brackets (``[::1]:3456``): unbracketed, its colons
+        would run into the port's, and parse_nurl would reject the NURL."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
 
     @property
     def base_url(self) -> str:
-        return f"https://{self.host}:{self.port}"
+        return f"https://{self.address}"
 
     @property
     def spki_digest(self) -> bytes:
@@ -54,10 +66,10 @@ def parse_nurl(text: str) -> Nurl:
             "expected a NURL like pb://<43-char SPKI hash>@<host>:<port>/<swissnum>#v=1, "
             f"got text starting {text[:12]!r} ({len(text)} characters)"
         )
-    port = int(m[3])
+    port = int(m["port"])
     if not 0 < port < 65536:
         raise NurlError(f"NURL port must be 1..65535, got {port}")
-    return Nurl(m[1], m[2], port, m[4])
+    return Nurl(m["spki"], m["ipv6"] or m["host"], port, m["swissnum"])
 
 
 def spki_hash_of_der_spki(spki_der: bytes) -> str:
