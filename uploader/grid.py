@@ -6,6 +6,8 @@
 | ``server-NN/server.log``| that server's log (stderr; its stdout, the NURL, is not kept)        |
 | ``grid.json``           | the record: per server its port and, while running, its PID and the  |
 |                         | process start time (so ``stop`` never signals a recycled PID)         |
+| ``grid.lock``           | flock held by ``start`` and ``stop`` for their whole run, so two of  |
+|                         | them at once on one grid wait in turn instead of racing on the record |
 | ``uploader.toml``       | a complete client configuration: ``[[servers]] nurl = …`` and more   |
 |                         | (mode 0600: NURLs carry swissnums)                                   |
 | ``servers.yaml``        | the same servers for a stock Tahoe client (GBS spec appendix A), 0600 |
@@ -20,6 +22,7 @@ where ``uploader.config.find_config_file`` looks for it.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import http.client
 import json
 import os
@@ -27,7 +30,7 @@ import signal
 import ssl
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -42,6 +45,9 @@ GRID_FILE = "grid.json"
 CLIENT_CONFIG = "uploader.toml"
 SERVERS_YAML = "servers.yaml"
 LOG_FILE = "server.log"
+LOCK_FILE = "grid.lock"
+SERVER_LOCK = "server.lock"  # held by a running storage server (uploader/storage/server.py lock_directory)
+LOCK_WAIT_S = 120.0  # how long start/stop wait for another start/stop on the same grid to finish
 DEFAULT_SERVERS = 10
 HOST = "127.0.0.1"
 
@@ -142,6 +148,66 @@ def _spawn(python: str, server_dir: Path, port: int) -> int:
         os.close(log)
         os.close(null)
         os.close(null_out)
+
+
+@contextlib.contextmanager
+def _grid_lock(directory: Path, wait_s: float) -> Iterator[None]:
+    """Hold ``DIR/grid.lock`` for a whole ``start`` or ``stop``.
+
+    Without it two starts at once both read the record, both start servers, and the loser's
+    record (PIDs of copies that exited on the server lock) overwrites the winner's, so ``stop``
+    leaves servers running. The second waits up to ``wait_s`` (a start takes as long as its
+    servers need), then GridError. The kernel drops the lock if the holder dies.
+    """
+    fd = os.open(directory / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise GridError(
+                        f"another `grid start` or `grid stop` is running on {directory} and did not "
+                        f"finish within {wait_s:g} s; try again when it has"
+                    ) from None
+                time.sleep(0.05)
+        yield
+    finally:
+        os.close(fd)
+
+
+def running_server_pid(server_dir: Path, wait_s: float = 2.0) -> int | None:
+    """The PID of a storage server already running on ``server_dir`` (it holds ``server.lock``),
+    or None when none is. GridError when one is but its PID cannot be read.
+
+    ``start`` asks before starting a server the record does not show running: a second server
+    on the directory would only exit on the lock, and the first one's NURL must not be deleted.
+    """
+    try:
+        fd = os.open(server_dir / SERVER_LOCK, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return None  # free: no server runs here (closing the fd drops our lock)
+        except BlockingIOError:
+            pass
+        deadline = time.monotonic() + wait_s
+        while True:  # the server writes its PID just after taking the lock
+            text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+            if text.isdigit() and _start_time(int(text)) is not None:
+                return int(text)
+            if time.monotonic() >= deadline:
+                raise GridError(
+                    f"a storage server is running on {server_dir} (its {SERVER_LOCK} is held) but its "
+                    "PID cannot be read; stop it, then start the grid again"
+                )
+            time.sleep(0.05)
+    finally:
+        os.close(fd)
 
 
 # --- probing ---------------------------------------------------------------------------------------
@@ -306,26 +372,44 @@ def start_grid(
     python: str = sys.executable,
     timeout_s: float = 60.0,
     env: Mapping[str, str] | None = None,
+    lock_wait_s: float = LOCK_WAIT_S,
 ) -> list[ServerStatus]:
     """Start every server of the grid in ``directory`` that is not running; wait until all answer.
 
-    A new grid gets ``servers`` servers (default 10); an existing one keeps its count. Raises
-    GridError naming the failing server (and stops the servers this call started).
+    A new grid gets ``servers`` servers (default 10); an existing one keeps its count. A server
+    found running on its directory but not in the record (a start that was interrupted) is adopted
+    into the record, not started twice. Holds ``DIR/grid.lock`` throughout (another start or stop
+    waits up to ``lock_wait_s``). Raises GridError naming the failing server (and stops the servers
+    this call started).
     """
     directory = directory.expanduser().resolve()
     try:
-        return _start_grid(directory, servers, python, timeout_s, env if env is not None else os.environ)
+        return _start_grid(
+            directory, servers, python, timeout_s, env if env is not None else os.environ, lock_wait_s
+        )
     except OSError as exc:
         raise _fs_error(exc, "start", directory) from None
 
 
 def _start_grid(
-    directory: Path, servers: int | None, python: str, timeout_s: float, env: Mapping[str, str]
+    directory: Path,
+    servers: int | None,
+    python: str,
+    timeout_s: float,
+    env: Mapping[str, str],
+    lock_wait_s: float,
 ) -> list[ServerStatus]:
     if directory.exists() and not directory.is_dir():
         raise GridError(f"--dir {directory} is not a directory")
     _toml_str(str(directory))  # a path uploader.toml cannot hold fails now, before any server starts
     directory.mkdir(parents=True, exist_ok=True)
+    with _grid_lock(directory, lock_wait_s):
+        return _start_locked(directory, servers, python, timeout_s, env)
+
+
+def _start_locked(
+    directory: Path, servers: int | None, python: str, timeout_s: float, env: Mapping[str, str]
+) -> list[ServerStatus]:
     record = GridRecord.load(directory)
     if record is None:
         count = DEFAULT_SERVERS if servers is None else servers
@@ -344,6 +428,10 @@ def _start_grid(
                 continue
             sdir = server_dir(directory, server.name)
             sdir.mkdir(exist_ok=True)
+            running = running_server_pid(sdir)
+            if running is not None:  # not ours to start, nor to stop on failure: recorded, kept
+                server.pid, server.started = running, _start_time(running)
+                continue
             (sdir / NURL_FILE).unlink(missing_ok=True)
             pid = _spawn(python, sdir, server.port or 0)
             server.pid, server.started = pid, _start_time(pid)
@@ -421,20 +509,32 @@ def grid_status(directory: Path) -> list[ServerStatus]:
     return [_status(directory, s) for s in record.servers]
 
 
-def stop_grid(directory: Path, timeout_s: float = 15.0) -> list[str]:
-    """SIGTERM exactly the recorded processes (SIGKILL after ``timeout_s``); returns the names stopped."""
+def stop_grid(directory: Path, timeout_s: float = 15.0, lock_wait_s: float = LOCK_WAIT_S) -> list[str]:
+    """SIGTERM exactly the recorded processes (SIGKILL after ``timeout_s``); returns the names stopped.
+
+    Holds ``DIR/grid.lock`` like ``start``, so a stop during a start ends the servers that start
+    records instead of reading a record about to be overwritten.
+    """
     directory = directory.expanduser().resolve()
-    record = GridRecord.load(directory)
-    if record is None:
+    # A first start holds the lock before it has a record: wait for it too (no lock file is made
+    # in a directory that holds no grid).
+    if GridRecord.load(directory) is None and not (directory / LOCK_FILE).exists():
         raise GridError(f"there is no grid in {directory}")
     try:
-        return _stop(directory, record, record.servers, timeout_s)
-    except OSError as exc:  # the servers are stopped; only saving the record failed (disk full…)
-        where = exc.filename if exc.filename is not None else directory / GRID_FILE
-        raise GridError(
-            f"stopped the grid's servers in {directory}, but cannot save its record: {where}: "
-            f"{exc.strerror or exc}"
-        ) from None
+        with _grid_lock(directory, lock_wait_s):
+            record = GridRecord.load(directory)
+            if record is None:
+                raise GridError(f"there is no grid in {directory}")
+            try:
+                return _stop(directory, record, record.servers, timeout_s)
+            except OSError as exc:  # the servers are stopped; only saving the record failed (disk full…)
+                where = exc.filename if exc.filename is not None else directory / GRID_FILE
+                raise GridError(
+                    f"stopped the grid's servers in {directory}, but cannot save its record: {where}: "
+                    f"{exc.strerror or exc}"
+                ) from None
+    except OSError as exc:  # DIR/grid.lock cannot be made (a read-only directory…): nothing stopped
+        raise _fs_error(exc, "stop", directory) from None
 
 
 def _stop(

@@ -3,6 +3,7 @@ restarts, and ``stop`` ending exactly the recorded processes."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import socket
@@ -15,7 +16,7 @@ import yaml
 
 from tests.storage_driver import REPO, GbsClient, ServerProcess
 from uploader.config import find_config_file, load_config
-from uploader.grid import GridRecord, is_running, probe_server
+from uploader.grid import GridError, GridRecord, is_running, probe_server, start_grid, stop_grid
 from uploader.storage.identity import read_identity
 from uploader.wire.nurl import lease_seed_of_cert, parse_nurl
 from workers.base32 import b32decode, b32encode
@@ -209,3 +210,75 @@ def test_a_grid_in_a_non_bmp_or_undecodable_path(tmp_path: Path, isolated_home: 
     failed = _one_line_error(uploader("grid", "start", "--dir", str(odd), "--servers", "1"))
     assert "not UTF-8" in failed
     assert GridRecord.load(odd) is None and not (odd / "server-01").exists()
+
+
+def _lock_holder(server_dir: Path) -> int | None:
+    """The PID in server.lock when a server holds it, else None (the test's own view)."""
+    fd = os.open(server_dir / "server.lock", os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return int(os.pread(fd, 32, 0))
+    finally:
+        os.close(fd)
+    return None
+
+
+def test_start_adopts_a_running_server_missing_from_the_record(tmp_path: Path) -> None:
+    """A record that lost a running server's PID (two starts raced, or one was interrupted): start
+    records the running server instead of deleting its NURL and starting a second copy that exits
+    on the server lock; stop then ends it."""
+    grid = tmp_path / "grid"
+    assert uploader("grid", "start", "--dir", str(grid), "--servers", "1").returncode == 0
+    sdir = grid / "server-01"
+    running = _lock_holder(sdir)
+    try:
+        nurl = (sdir / "nurl").read_text()
+        record = GridRecord.load(grid)
+        assert record is not None and record.servers[0].pid == running
+        record.servers[0].pid = record.servers[0].started = None
+        record.save(grid)
+        again = uploader("grid", "start", "--dir", str(grid))
+        assert again.returncode == 0, again.stderr
+        adopted = GridRecord.load(grid)
+        assert adopted is not None and adopted.servers[0].pid == running and is_running(adopted.servers[0])
+        assert (sdir / "nurl").read_text() == nurl
+        assert uploader("grid", "stop", "--dir", str(grid)).returncode == 0
+        assert _lock_holder(sdir) is None and not _alive(running or 0)
+    finally:
+        if running is not None and _alive(running):
+            os.kill(running, 15)
+
+
+def test_two_starts_at_once_record_exactly_the_running_servers(tmp_path: Path) -> None:
+    grid = tmp_path / "grid"
+    argv = [sys.executable, "-m", "uploader", "grid", "start", "--dir", str(grid), "--servers", "2"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    procs = [
+        subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for _ in "ab"
+    ]
+    results = [p.communicate(timeout=120) for p in procs]
+    try:
+        assert [p.returncode for p in procs] == [0, 0], results
+        record = GridRecord.load(grid)
+        assert record is not None
+        assert [s.pid for s in record.servers] == [_lock_holder(grid / s.name) for s in record.servers]
+    finally:
+        assert uploader("grid", "stop", "--dir", str(grid)).returncode == 0
+    assert all(_lock_holder(grid / f"server-0{i}") is None for i in (1, 2))
+
+
+def test_start_and_stop_wait_for_the_grid_lock_then_refuse(tmp_path: Path) -> None:
+    grid = tmp_path / "grid"
+    grid.mkdir()
+    fd = os.open(grid / "grid.lock", os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # another start or stop is running
+        with pytest.raises(GridError, match="another `grid start` or `grid stop` is running"):
+            start_grid(grid, 1, lock_wait_s=0.2)
+        assert not (grid / "server-01").exists() and GridRecord.load(grid) is None
+        with pytest.raises(GridError, match="another `grid start` or `grid stop` is running"):
+            stop_grid(grid, lock_wait_s=0.2)
+    finally:
+        os.close(fd)
