@@ -91,7 +91,7 @@ class Verify:
         report = VerifyReport(cap.storage_index, cap.k, cap.n, cap.size)
         try:
             await self.shares.discover(cap.n, wait_all=True)
-            if not self.shares.sources and not self.shares.listing_errors:
+            if not self.shares.sources:  # absent (6), or absent from the servers up (4, as get says)
                 raise self.shares.not_enough(0)
             results = await asyncio.gather(*(self._share(src) for src in self.shares.sources))
         finally:
