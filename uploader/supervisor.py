@@ -237,6 +237,7 @@ class WorkerPool:
         self._spawning = 0  # dead workers still being reaped and requeued
         self._starting = 0  # workers started and not yet ready
         self._refiller: asyncio.Task[None] | None = None
+        self._filling = asyncio.Lock()
         self._broken: PoolError | None = None  # set while no worker can be started and none is live
         self.start_attempts = START_ATTEMPTS
         self.start_backoff_s = START_BACKOFF_S
@@ -362,7 +363,12 @@ class WorkerPool:
 
         Workers that die while starting are started again after a pause (``start_backoff_s``,
         doubling); raises the last WorkerStartError once ``start_attempts`` rounds in a row
-        started none. Several fills may run at once: each starts only what no other is starting."""
+        started none. One fill at a time (``_filling``): a resize's fill must not count workers
+        that a background refill is still starting (or failing to start) as its own success."""
+        async with self._filling:
+            await self._fill_locked()
+
+    async def _fill_locked(self) -> None:
         failures = 0
         while not self._closed:
             missing = self.size - self.live_workers - self._starting

@@ -401,6 +401,27 @@ def test_a_resize_whose_workers_cannot_start_keeps_the_previous_size(monkeypatch
     asyncio.run(main())
 
 
+def test_a_resize_during_a_failing_refill_is_reported_failed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker is lost and its replacements die as they start (the refill backs off), and a resize
+    comes meanwhile: the resize must not count the refill's starting workers as its own success."""
+
+    async def main() -> None:
+        async with new_pool(2) as pool:
+            pool.start_attempts, pool.start_backoff_s, pool.refill_pause_s = 4, 0.2, 60.0
+            StartKiller(monkeypatch)  # every start from now on dies
+            os.kill(pool.worker_pids()[0], signal.SIGKILL)
+            deadline = time.monotonic() + 10
+            while pool.live_workers != 1 and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+            for _ in range(3):  # whenever the resize lands in the refill's rounds
+                await asyncio.sleep(0.1)
+                with pytest.raises(PoolError, match="workers keep dying as they start"):
+                    await pool.resize(3)
+                assert pool.size == 2
+
+    asyncio.run(main())
+
+
 def test_a_lost_worker_leaves_the_busy_time_list() -> None:
     """busy_s (per worker in /status and /metrics) lists the live workers only: a crashed one's
     entry goes, as a retired one's does, so the list cannot grow with every crash."""
