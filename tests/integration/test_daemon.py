@@ -597,6 +597,33 @@ def test_sigterm_keeps_queued_uploads_for_the_next_start(grid: LocalGrid, tmp_pa
         )
 
 
+def test_an_upload_suspended_at_the_deadline_is_answered_503(grid: LocalGrid, tmp_path: Path) -> None:
+    """An upload still running at the stop's deadline is suspended (resumed at the next start), and
+    its client is told so (it got no answer at all: the connection just closed)."""
+    config = _config(grid, tmp_path, shutdown_timeout_s=1.0)
+    blob = random.Random(17).randbytes(16 * 1024 * 1024)
+    d = DaemonProcess(config, tmp_path)
+    pids = list(grid.pids().values())
+    with ThreadPoolExecutor(1) as pool:
+        try:
+            d.start()
+            answer = pool.submit(d.request, "PUT", "/uri", blob)
+            deadline = time.monotonic() + 30
+            while not any(t["stage"] == "uploading" for t in d.status()["transfers"]["active"]):
+                assert time.monotonic() < deadline, "the upload never started sending"
+                time.sleep(0.01)
+            for pid in pids:  # the servers stop answering: the upload cannot finish before the deadline
+                os.kill(pid, signal.SIGSTOP)
+            d.signal(signal.SIGTERM)
+            code, _, text = answer.result(timeout=30)
+            assert code == 503 and b"is suspended" in text and b"starts again" in text, (code, text)
+        finally:
+            for pid in pids:
+                os.kill(pid, signal.SIGCONT)
+            d.stop()
+    assert list((tmp_path / "data" / "journal").glob("*.journal"))  # kept for the next start
+
+
 def test_sighup_resizes_the_pool_under_load(grid: LocalGrid, tmp_path: Path) -> None:
     config = _config(grid, tmp_path, workers=2)
     d = DaemonProcess(config, tmp_path)

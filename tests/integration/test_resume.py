@@ -392,7 +392,12 @@ def test_daemon_resumes_its_uploads_at_start(grid: SlowGrid, tmp_path: Path, sig
     )
     sender.join(30)
     assert first.stop() == (0 if sig == signal.SIGTERM else -signal.SIGKILL)
-    assert outcome and isinstance(outcome[0], OSError)  # the client never got a cap
+    assert outcome, "the client got nothing back"
+    if sig == signal.SIGKILL:
+        assert isinstance(outcome[0], OSError)  # the client never got a cap
+    else:  # a stop tells the client the upload is suspended (and gives no cap)
+        assert not isinstance(outcome[0], OSError) and outcome[0][0] == 503, outcome
+        assert b"is suspended" in outcome[0][2] and b"URI:" not in outcome[0][2], outcome
     assert len(journals(data_dir)) == 1 and len(list((data_dir / "spool").glob("upload-*.part"))) == 1
     assert len(grid.incoming(cap.storage_index)) >= HAPPY  # suspended, not aborted
     if sig == signal.SIGTERM:

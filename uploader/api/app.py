@@ -365,15 +365,10 @@ async def _upload(
         )
     except SetAside:
         kept = _keep(state, t, path)
-        raise rq.ApiError(
-            503,
-            f"the daemon is stopping; this upload ({size} bytes, received whole) had not started and is "
-            "kept: the daemon uploads it when it starts again. Send the file again then for its cap "
-            "(the same cap)"
-            if kept
-            else "the daemon is stopping; this upload had not started and nothing was uploaded",
-        ) from None
+        raise rq.ApiError(503, _kept_sentence(size, kept, started=False)) from None
     except asyncio.CancelledError:
+        # Only the daemon's stop cancels an upload (aiohttp does not cancel a handler whose client
+        # leaves): the client is told what became of it, in the second the stop leaves for answers.
         if jobs and jobs[0].suspended:  # the daemon is stopping: it resumes this one at its next start
             kept = True
             t.stage = "suspended"
@@ -381,10 +376,14 @@ async def _upload(
                 t, "suspended (the daemon stopped); it resumes when the daemon starts again"
             )
             log.warning("upload %s si=%s: suspended", t.id, t.storage_index or "-")
-            raise
+            if not state.draining:
+                raise
+            _uncancel()
+            raise rq.ApiError(503, _kept_sentence(size, True, started=True)) from None
         if state.draining and size >= 0:  # stopped before any share was written (no journal yet)
             kept = _keep(state, t, path)
-            raise
+            _uncancel()
+            raise rq.ApiError(503, _kept_sentence(size, kept, started=False)) from None
         t.stage = "cancelled"
         state.activity.finish(t, "cancelled (the daemon stopped or the client went away)")
         log.warning("upload %s si=%s: cancelled", t.id, t.storage_index or "-")
@@ -401,6 +400,30 @@ async def _upload(
         if not kept:  # a suspended or set-aside upload's body stays for the next start
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
+
+
+def _kept_sentence(size: int, kept: bool, *, started: bool) -> str:
+    """A stopping daemon's answer to an upload it did not finish."""
+    if not kept:
+        return "the daemon is stopping; this upload had not started and nothing was uploaded"
+    if started:
+        return (
+            f"the daemon is stopping; this upload ({size} bytes) is suspended: the daemon resumes it "
+            "when it starts again. Send the file again then for its cap (the same cap)"
+        )
+    return (
+        f"the daemon is stopping; this upload ({size} bytes, received whole) had not started and is "
+        "kept: the daemon uploads it when it starts again. Send the file again then for its cap "
+        "(the same cap)"
+    )
+
+
+def _uncancel() -> None:
+    """This handler answers instead of ending cancelled: the cancellation is consumed (asyncio's
+    timeouts further on must not take it for theirs)."""
+    task = asyncio.current_task()
+    if task is not None:
+        task.uncancel()
 
 
 def _keep(state: ApiState, t: Transfer, path: Path) -> bool:
