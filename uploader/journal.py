@@ -369,9 +369,32 @@ class JournalDir:
         except OSError:
             return []
 
+    def _drop_orphan_locks(self) -> None:
+        """Remove lock files whose journal is gone and that no process holds: ``remove`` deletes the
+        journal first, so a process killed between the two unlinks left its lock for good."""
+        try:
+            locks = sorted(self.directory.glob("*.lock"))
+        except OSError:
+            return
+        for lock in locks:
+            name = lock.name[: -len(".lock")]
+            if (self.directory / (name + SUFFIX)).exists():
+                continue
+            try:
+                handle = self.claim(name)
+            except JournalError:
+                continue
+            if handle is None:  # held: an upload that has not written its journal yet
+                continue
+            if not handle.path.exists():
+                with contextlib.suppress(OSError):
+                    lock.unlink()
+            handle.release()
+
     def unfinished(self, owner: str) -> Iterator[tuple[JournalHandle, JournalRecord | JournalError]]:
         """Each journal of ``owner`` that no live process holds, claimed, with its record (or why it
         cannot be read: the caller removes or releases it). Journals of other owners are left alone."""
+        self._drop_orphan_locks()
         for name in self.names():
             handle = self.claim(name)
             if handle is None:

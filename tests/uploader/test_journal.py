@@ -251,6 +251,19 @@ def test_unfinished_filters_by_owner_and_reports_corrupt_ones(tmp_path: Path) ->
         h.release()
 
 
+def test_a_lock_left_without_its_journal_is_dropped_unless_held(tmp_path: Path) -> None:
+    """A process killed inside ``remove`` (journal unlinked, lock not yet) leaves a lock file that
+    nothing else would ever delete; the next scan drops it — but not one a live upload holds before
+    its first save."""
+    jd = JournalDir(tmp_path / "journal")
+    orphan = jd.create()
+    orphan.release()  # as if killed: a lock file, no journal
+    live = jd.create()  # held, journal not written yet
+    assert list(jd.unfinished("put")) == []
+    assert sorted(p.name for p in jd.directory.iterdir()) == [live.lock_path.name]
+    live.remove()
+
+
 def test_save_failure_is_typed(tmp_path: Path) -> None:
     jd = JournalDir(tmp_path / "journal")
     handle = jd.create()
