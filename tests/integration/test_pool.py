@@ -25,6 +25,7 @@ from tests.integration.test_tahoe_differential import (
     tahoe_differential_results,
 )
 from uploader.chk import reference
+from uploader.prespawn import Spawned
 from uploader.supervisor import EncodeResult, PoolError, WorkerPool
 from workers import erasure, isal
 from workers.erasure import ErasureBackendError
@@ -402,22 +403,33 @@ def test_a_resize_whose_workers_cannot_start_keeps_the_previous_size(monkeypatch
 
 
 def test_a_resize_during_a_failing_refill_is_reported_failed(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A worker is lost and its replacements die as they start (the refill backs off), and a resize
-    comes meanwhile: the resize must not count the refill's starting workers as its own success."""
+    """A worker is lost and its replacements die a moment after they start (the refill backs off),
+    and a resize comes meanwhile: the resize must not count the workers the refill is still
+    starting as its own and report a grow that never happened (it did, before fills took turns)."""
+    import threading
+
+    import uploader.supervisor as supervisor
+
+    real = supervisor.start_worker
+
+    def dies_soon(backend: str, nice: int = 0) -> Spawned:
+        spawned = real(backend, nice)
+        os.kill(spawned.process.pid, signal.SIGSTOP)  # never ready: "starting" for 0.3 s, then dead
+        threading.Timer(0.3, spawned.process.kill).start()
+        return spawned
 
     async def main() -> None:
         async with new_pool(2) as pool:
-            pool.start_attempts, pool.start_backoff_s, pool.refill_pause_s = 4, 0.2, 60.0
-            StartKiller(monkeypatch)  # every start from now on dies
+            pool.start_attempts, pool.start_backoff_s, pool.refill_pause_s = 3, 0.1, 60.0
+            monkeypatch.setattr(supervisor, "start_worker", dies_soon)
             os.kill(pool.worker_pids()[0], signal.SIGKILL)
             deadline = time.monotonic() + 10
             while pool.live_workers != 1 and time.monotonic() < deadline:
                 await asyncio.sleep(0.01)
-            for _ in range(3):  # whenever the resize lands in the refill's rounds
-                await asyncio.sleep(0.1)
-                with pytest.raises(PoolError, match="workers keep dying as they start"):
-                    await pool.resize(3)
-                assert pool.size == 2
+            await asyncio.sleep(0.15)  # the refill is under way
+            with pytest.raises(PoolError, match="workers keep dying as they start"):
+                await pool.resize(4)
+            assert pool.size == 2 and pool.live_workers == 1
 
     asyncio.run(main())
 
