@@ -492,8 +492,8 @@ def test_sigterm_refuses_arriving_bodies_at_once_and_keeps_one_deadline(
 ) -> None:
     """SIGTERM with shutdown_timeout_s = 4: an upload whose body is still arriving gets a 503
     sentence at once (its spool file removed), no new connection is accepted, and a download that
-    cannot finish (its client reads nothing) is cut at the one deadline: the daemon is gone in
-    about 4 s, not 8 (aiohttp's shutdown waited shutdown_timeout_s twice)."""
+    cannot finish (its client reads nothing) is cut at the one deadline. No durations are asserted:
+    "at once" is the answer arriving while the daemon still drains."""
     timeout_s = 4.0
     d = DaemonProcess(_config(grid, tmp_path, shutdown_timeout_s=timeout_s), tmp_path)
     stuck = socket.socket()
@@ -515,22 +515,19 @@ def test_sigterm_refuses_arriving_bodies_at_once_and_keeps_one_deadline(
             time.sleep(0.05)
         time.sleep(0.5)  # the download fills the socket buffers and waits for its client
         mark = len(d.messages)
-        start = time.monotonic()
         d.signal(signal.SIGTERM)
         d.wait_for("STOPPING", 10, after=mark)
         arriving.settimeout(3)
         head, text = _answer(arriving)
-        answered_s = time.monotonic() - start
+        # at once, not at the deadline: the stuck download keeps the daemon draining until then
+        assert d.proc is not None and d.proc.poll() is None
         arriving.close()
         assert b" 503 " in head.split(b"\r\n")[0], (head, text)
         assert b"daemon is stopping" in text and b"nothing was uploaded" in text, text
-        assert answered_s < 3, answered_s
         with pytest.raises(ConnectionRefusedError):
             socket.create_connection(("127.0.0.1", d.port), timeout=5).close()
-        assert d.proc is not None and d.proc.wait(30) == 0
-        stopped_s = time.monotonic() - start
-        # one deadline, plus the last answers (ANSWER_S) and the workers' stop
-        assert stopped_s < timeout_s + 2.5, stopped_s
+        assert d.proc.wait(30) == 0
+        assert d.log().count("the deadline passed") == 1  # the stuck download was cut at it
         assert _spool(d) == []
         d.poll_messages()
         statuses = [m["STATUS"] for m in d.messages[mark:] if "STATUS" in m]
@@ -548,10 +545,11 @@ def test_sigterm_keeps_queued_uploads_for_the_next_start(grid: LocalGrid, tmp_pa
     """Uploads received whole but still waiting for an upload slot at SIGTERM are answered 503 at
     once, their bodies kept; the next start (same data_dir) uploads them, so sending one again then
     finds its shares already on the servers."""
-    config = _config(grid, tmp_path, max_uploads=1, shutdown_timeout_s=1.0)
+    config = _config(grid, tmp_path, max_uploads=1, shutdown_timeout_s=3.0)
     rng = random.Random(13)
     big, small = rng.randbytes(64 * 1024 * 1024), [rng.randbytes(1024 * 1024 + i) for i in range(2)]
     d = DaemonProcess(config, tmp_path)
+    pids = list(grid.pids().values())
     with ThreadPoolExecutor(3) as pool:
         try:
             d.start()
@@ -566,14 +564,19 @@ def test_sigterm_keeps_queued_uploads_for_the_next_start(grid: LocalGrid, tmp_pa
             while sum(t["stage"] == "queued" for t in d.status()["transfers"]["active"]) < 2:
                 assert time.monotonic() < deadline, d.status()["transfers"]["active"]
                 time.sleep(0.02)
-            start = time.monotonic()
+            for pid in pids:  # the first upload cannot finish: the drain lasts to its deadline
+                os.kill(pid, signal.SIGSTOP)
             d.signal(signal.SIGTERM)
             for future in queued:
-                code, _, text = future.result(timeout=10)
+                code, _, text = future.result(timeout=30)
                 assert code == 503 and b"is kept" in text and b"starts again" in text, (code, text)
-            assert time.monotonic() - start < 1.0  # at once, not at the deadline
-            assert d.proc is not None and d.proc.wait(30) == 0
+            assert d.proc is not None and d.proc.poll() is None  # at once, not at the deadline
+            for pid in pids:
+                os.kill(pid, signal.SIGCONT)
+            assert d.proc.wait(30) == 0
         finally:
+            for pid in pids:
+                os.kill(pid, signal.SIGCONT)
             d.stop()
     assert len([n for n in _spool(d) if n.startswith("pending-")]) == 2
     again = tmp_path / "again"
