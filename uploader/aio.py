@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 import uvloop
 
+from uploader import interrupts
 from workers.malloc import tune_malloc
 
 T = TypeVar("T")
@@ -17,6 +18,7 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
     try:
         tune_malloc()
         gc.freeze()  # modules and start-up state live as long as the process: keep them out of collections
+        interrupts.release()  # imports done: a Ctrl-C now cancels the main task (asyncio.Runner's handler)
         return uvloop.run(coro)
     finally:
         coro.close()  # a Ctrl-C before the loop started it: no "coroutine was never awaited" warning

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from uploader import interrupts
 from uploader.config import Config, load_config
 from uploader.errors import LocalIOError, Terminated, UploaderError
 
@@ -138,7 +139,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         # `grid` and `storage` read no client configuration: a broken one must not stop a grid
         config = config_from_args(args) if getattr(args, "needs_config", True) else Config()
+        if not getattr(args, "holds_interrupts", False):
+            interrupts.release()
         code: int = args.run(args, config)
+        interrupts.release()  # a command that ended before its own release point: its Ctrl-C still counts
         return code
     except UploaderError as exc:
         return report_error(args, exc)

@@ -132,6 +132,50 @@ def test_reupload_by_another_client_adds_its_lease(grid: LocalGrid, tmp_path: Pa
     assert {unpack_header(p.read_bytes()[:12]).num_leases for p in files} == {2}
 
 
+# Runs `python -m uploader` with a Ctrl-C delivered while a dataclass of MODULE is created: the moment
+# a terminal's Ctrl-C hit in CI, where CPython wrapped the KeyboardInterrupt in a RuntimeError.
+_CTRL_C_IN_CLASS_CREATION = """
+import dataclasses, os, runpy, signal, sys
+module = sys.argv.pop(1)
+original = dataclasses.Field.__set_name__
+def set_name(self, owner, name):
+    if module in sys.modules and dataclasses.Field.__set_name__ is set_name:  # MODULE is being imported
+        dataclasses.Field.__set_name__ = original
+        os.kill(os.getpid(), signal.SIGINT)
+    return original(self, owner, name)
+dataclasses.Field.__set_name__ = set_name
+sys.argv[0] = "uploader"
+runpy.run_module("uploader", run_name="__main__", alter_sys=True)
+"""
+
+
+@pytest.mark.parametrize("module", ["uploader.config", "uploader.journal", "uploader.gbs.client"])
+def test_ctrl_c_while_a_module_creates_its_classes_is_a_quiet_130(
+    grid: LocalGrid, tmp_path: Path, module: str
+) -> None:
+    """uploader.config: imported by the entry point; uploader.journal: by the command; the GBS
+    client: once the event loop runs. Each ends in a quiet 130, before anything is uploaded."""
+    source = tmp_path / "f.bin"
+    source.write_bytes(os.urandom(200_000))
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _CTRL_C_IN_CLASS_CREATION,
+            module,
+            "put",
+            str(source),
+            "--config",
+            str(grid.dir / "uploader.toml"),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        timeout=60,
+    )
+    assert run.returncode == 130, run.stderr.decode()[-2000:]
+    assert run.stdout == b"" and run.stderr.decode().strip() == "uploader: interrupted"
+
+
 def test_ctrl_c_at_any_moment_of_start_up_is_a_quiet_130(grid: LocalGrid, tmp_path: Path) -> None:
     """SIGINT to the whole process group, as a terminal's Ctrl-C: while the command imports, while
     its workers start (they ignore it: it is the network process's), and once the upload runs."""

@@ -27,7 +27,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("files", nargs="+", type=Path, metavar="FILE")
     add_config_flags(p)
-    p.set_defaults(run=run)
+    p.set_defaults(run=run, holds_interrupts=True)  # released by aio.run (uploader.interrupts)
 
 
 def run(args: argparse.Namespace, config: Config) -> int:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from uploader import interrupts
 from uploader.chk.caps import CapError, ChkCap, LitCap, parse_read_cap
 from uploader.cli import add_config_flags, emit, report_error
 from uploader.config import Config
@@ -55,7 +56,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--offset", type=_nonnegative, default=0, metavar="N", help="first byte to download")
     p.add_argument("--length", type=_nonnegative, metavar="N", help="bytes to download (default: to the end)")
     add_config_flags(p, encoding=False)
-    p.set_defaults(run=run)
+    p.set_defaults(run=run, holds_interrupts=True)  # released by aio.run (uploader.interrupts)
 
 
 def _nonnegative(text: str) -> int:
@@ -105,6 +106,7 @@ def _via_daemon(args: argparse.Namespace, url: str, cap: ChkCap, output: Path | 
     """Through the daemon's ``GET /uri/CAP`` (a Range request for --offset/--length)."""
     from uploader import daemonclient
 
+    interrupts.release()  # no event loop on this path: the imports are done
     offset, length = _span(args, cap.size)
     start = time.monotonic()
     ranged = offset != 0 or length != cap.size
@@ -156,6 +158,7 @@ def _lit(args: argparse.Namespace, cap: LitCap, output: Path | None) -> int:
     from uploader.download import DownloadResult
     from uploader.output import Output
 
+    interrupts.release()  # no event loop on this path: the imports are done
     offset, length = _span(args, cap.size)
     data = cap.data[offset : offset + length]
     start = time.monotonic()

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from uploader import interrupts
 from uploader.cli import add_config_flags, emit, report_error
 from uploader.config import Config
 from uploader.errors import LocalIOError, UploaderError, UsageError
@@ -45,7 +46,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="continue an upload of FILE that was interrupted (killed, crashed, rebooted) from its journal, "
         "sending only what the servers still lack; a FILE without one is uploaded from the start",
     )
-    p.set_defaults(run=run)
+    p.set_defaults(run=run, holds_interrupts=True)  # released by aio.run (uploader.interrupts)
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
@@ -179,6 +180,8 @@ def _run_daemon(args: argparse.Namespace, url: str) -> int:
     from concurrent.futures import ThreadPoolExecutor
 
     from uploader import daemonclient
+
+    interrupts.release()  # no event loop on this path: the imports are done
 
     def one(path: Path) -> int:
         try:

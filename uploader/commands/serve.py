@@ -23,7 +23,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--api-listen", metavar="HOST:PORT", help="where the web API listens (default 127.0.0.1:3456)"
     )
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), help="default info")
-    p.set_defaults(run=run)
+    p.set_defaults(run=run, holds_interrupts=True)  # released by aio.run (uploader.interrupts)
 
 
 def run(args: argparse.Namespace, config: Config) -> int:

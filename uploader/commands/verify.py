@@ -33,7 +33,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("cap", metavar="CAP", help="a read cap or a verify cap (URI:CHK-Verifier:…)")
     add_config_flags(p, encoding=False, pool=False)  # verify decodes nothing: no workers
-    p.set_defaults(run=run)
+    p.set_defaults(run=run, holds_interrupts=True)  # released by aio.run (uploader.interrupts)
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
