@@ -46,4 +46,3 @@ def release() -> None:
     if _pending:
         _pending = False
         raise KeyboardInterrupt
-
