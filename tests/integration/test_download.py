@@ -158,6 +158,14 @@ def test_get_command_stdout_file_range_and_json(grid: LocalGrid, tmp_path: Path)
     tail = _cli(grid, "get", cap, "--offset", str(len(data) - 5), "-o", str(out), "--json")
     assert tail.returncode == 0 and out.read_bytes() == data[-5:]
     assert json.loads(tail.stdout)["whole_file_hash_checked"] is False
+    at_end = _cli(grid, "get", cap, "--offset", str(len(data)))
+    assert at_end.returncode == 0 and at_end.stdout == b""
+    past = _cli(grid, "get", cap, "--offset", str(len(data) + 1), "-o", str(out), "--json")
+    assert past.returncode == 2 and out.read_bytes() == data[-5:]  # refused, the file left as it was
+    assert (
+        json.loads(past.stdout)["error"]
+        == f"--offset {len(data) + 1} is past the end of the file ({len(data)} bytes)"
+    )
     mixed = _cli(grid, "get", cap, "--json")
     assert mixed.returncode == 2 and b"-o FILE" in mixed.stdout
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.bin", "out.bin"]  # no temp files left
@@ -175,6 +183,7 @@ def test_lit_caps(grid: LocalGrid, tmp_path: Path) -> None:
     assert got.returncode == 0 and got.stdout == b"hello, small world"
     ranged = _cli(grid, "get", cap, "--offset", "7", "--length", "5", "-o", str(tmp_path / "lit"))
     assert ranged.returncode == 0 and (tmp_path / "lit").read_bytes() == b"small"
+    assert _cli(grid, "get", cap, "--offset", "19").returncode == 2  # 18 bytes
     assert _cli(grid, "get", "URI:LIT:").stdout == b""
     verify = _cli(grid, "verify", cap, "--json")
     assert verify.returncode == 0 and json.loads(verify.stdout)["healthy"] is True

@@ -82,6 +82,8 @@ def run(args: argparse.Namespace, config: Config) -> int:
             cap = parse_read_cap(args.cap)
         except CapError as exc:
             raise UsageError(f"CAP: {exc}") from None
+        if args.offset > cap.size:  # the cap says the size: refused before any server is asked
+            raise UsageError(f"--offset {args.offset} is past the end of the file ({cap.size} bytes)")
         output = None if to_stdout else Path(args.output)
         if output is not None and output.is_dir():
             raise LocalIOError(f"cannot write to {output}: it is a directory")
