@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import fcntl
 import logging
+import math
 import os
 import signal
 import sys
@@ -261,7 +262,7 @@ class Daemon:
         if runner.server is not None:
             runner.server.pre_shutdown()  # idle keep-alive connections close; busy ones take no more requests
         active = state.activity.count("upload")
-        log.info("stopping: draining %d active uploads (up to %.0f s)", active, config.shutdown_timeout_s)
+        log.info("stopping: draining %d active uploads (up to %g s)", active, config.shutdown_timeout_s)
         self.notifier.send(STOPPING=1, STATUS=self._status_line())
         for task in list(self._tasks):
             task.cancel()
@@ -349,7 +350,7 @@ class Daemon:
             left = max(0.0, self._deadline - asyncio.get_running_loop().time())
             return (
                 f"stopping: waiting for {activity.count('upload')} uploads and {activity.count('download')} "
-                f"downloads to finish or be suspended (at most {left:.0f} s more)"
+                f"downloads to finish or be suspended (at most {math.ceil(left)} s more)"
             )
         return (
             f"listening on {self.url}; {activity.count('upload')} uploads, {activity.count('download')} "
