@@ -9,6 +9,7 @@ A bad value raises ConfigError naming the setting, its source and what is expect
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -71,14 +72,40 @@ class Config:
     source: Path | None = None  # the file this came from, if any (not a setting)
 
 
-# Settings a user may set, with their parser; `servers` and `source` are handled apart.
-def _positive_int(name: str, value: Any) -> int:
+# Text numbers (the environment; quoted TOML values) are plain ASCII decimals: Python's int() and
+# float() also take other scripts' digits ("١٠"), underscores ("1_0"), surrounding spaces, "nan"
+# and "inf", each of which would quietly give a value the user did not write.
+_INT_TEXT = re.compile(r"[+-]?[0-9]+")
+_DECIMAL_TEXT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
+_MAX_DIGITS = 40  # past any bound below; int() refuses text past 4300 digits with its own message
+
+
+def _whole_number(value: Any) -> int:
+    """An int, or text of ASCII decimal digits (an optional sign); ValueError otherwise."""
     if isinstance(value, bool) or not isinstance(value, int | str):
         raise ValueError("expected a whole number")
+    if isinstance(value, str) and not _INT_TEXT.fullmatch(value):
+        raise ValueError("expected a whole number written in the digits 0-9")
+    if isinstance(value, str) and len(value) > _MAX_DIGITS:
+        raise ValueError(f"expected a whole number, got one of {len(value)} digits")
+    return int(value)
+
+
+def _decimal(value: Any, expected: str) -> float:
+    """An int or float, or text such as ``10``, ``2.5`` or ``.5`` (ASCII digits, no exponent)."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError(f"expected {expected}")
+    if isinstance(value, str) and not _DECIMAL_TEXT.fullmatch(value):
+        raise ValueError(f"expected {expected}, written as a decimal number such as 10 or 2.5")
     try:
-        number = int(value)
-    except ValueError:
-        raise ValueError("expected a whole number") from None
+        return float(value)
+    except OverflowError:  # an int past the float range
+        return float("inf")
+
+
+# Settings a user may set, with their parser; `servers` and `source` are handled apart.
+def _positive_int(name: str, value: Any) -> int:
+    number = _whole_number(value)
     if number < 1:
         raise ValueError("expected a whole number >= 1")
     return number
@@ -109,12 +136,7 @@ def _segment_size(name: str, value: Any) -> int:
 
 
 def _positive_float(name: str, value: Any) -> float:
-    if isinstance(value, bool):
-        raise ValueError("expected a number of seconds")
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ValueError("expected a number of seconds") from None
+    number = _decimal(value, "a number of seconds")
     if not 0 < number < float("inf"):
         raise ValueError("expected a number of seconds > 0 (and finite)")
     return number
@@ -130,12 +152,7 @@ def _depth(name: str, value: Any) -> int | str:
 
 
 def _mbit(name: str, value: Any) -> float:
-    if isinstance(value, bool):
-        raise ValueError("expected a link rate in Mbit/s")
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ValueError("expected a link rate in Mbit/s") from None
+    number = _decimal(value, "a link rate in Mbit/s")
     if not 0 < number < float("inf"):
         raise ValueError("expected a link rate in Mbit/s > 0")
     return number
@@ -170,7 +187,8 @@ def _host_port(name: str, value: Any) -> str:
     if not isinstance(value, str) or ":" not in value:
         raise ValueError("expected HOST:PORT")
     host, _, port = value.rpartition(":")
-    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+    # not str.isdigit(): it is true of "²" (which int() rejects) and of other scripts' digits
+    if not host or not re.fullmatch("[0-9]{1,5}", port) or not 0 <= int(port) <= 65535:
         raise ValueError("expected HOST:PORT with a port from 0 to 65535")
     return value
 

@@ -185,3 +185,49 @@ def test_link_mbit_per_s_parses_a_positive_rate(tmp_path: Path) -> None:
             load_config(None, {"HOME": str(tmp_path), "UPLOADER_LINK_MBIT_PER_S": bad}, {})
     with pytest.raises(ConfigError, match=r"link_mbit_per_s is True"):
         load_config(write(tmp_path, "link_mbit_per_s = true\n"), {}, {})
+
+
+@pytest.mark.parametrize(
+    ("var", "text"),
+    [
+        ("UPLOADER_MAX_SEGMENT_SIZE", "١٠٠٠٠"),  # Arabic-Indic digits: int() reads 10000
+        ("UPLOADER_MAX_SEGMENT_SIZE", " 1_0 "),  # int() reads 10
+        ("UPLOADER_WINDOW", "1_6"),
+        ("UPLOADER_WORKERS", "²"),  # str.isdigit() is true of it, int() is not
+        ("UPLOADER_WORKERS", "0x10"),
+        ("UPLOADER_CONNECT_TIMEOUT_S", "1_0"),  # float() reads 10.0
+        ("UPLOADER_REQUEST_TIMEOUT_S", " nan "),
+        ("UPLOADER_SHUTDOWN_TIMEOUT_S", "1e3"),
+        ("UPLOADER_LINK_MBIT_PER_S", "١٠٠"),
+        ("UPLOADER_LINK_MBIT_PER_S", "infinity"),
+        ("UPLOADER_API_LISTEN", "127.0.0.1:٣٤٥٦"),
+        ("UPLOADER_API_LISTEN", "127.0.0.1:²"),
+    ],
+)
+def test_numbers_from_the_environment_are_plain_ascii_decimals(tmp_path: Path, var: str, text: str) -> None:
+    key = var.removeprefix("UPLOADER_").lower()
+    with pytest.raises(ConfigError) as info:
+        load_config(None, {"HOME": str(tmp_path), var: text}, {})
+    message = str(info.value)
+    assert message.startswith(f"{key} is {text!r} (from {var}): expected ")
+    assert info.value.exit_code == 3
+    assert "invalid literal" not in message and "could not convert" not in message  # Python's own words
+
+
+def test_plain_decimal_numbers_from_the_environment_still_parse(tmp_path: Path) -> None:
+    env = {
+        "HOME": str(tmp_path),
+        "UPLOADER_MAX_SEGMENT_SIZE": "131072",
+        "UPLOADER_WINDOW": "+8",
+        "UPLOADER_CONNECT_TIMEOUT_S": "2.5",
+        "UPLOADER_REQUEST_TIMEOUT_S": ".5",
+        "UPLOADER_SHUTDOWN_TIMEOUT_S": "30.",
+        "UPLOADER_API_LISTEN": "[::1]:3456",
+    }
+    config = load_config(None, env, {})
+    assert (config.max_segment_size, config.window) == (131072, 8)
+    assert (config.connect_timeout_s, config.request_timeout_s, config.shutdown_timeout_s) == (2.5, 0.5, 30.0)
+    with pytest.raises(
+        ConfigError, match=r"max_segment_size is '1{41}' .*expected a whole number, got one of 41"
+    ):
+        load_config(None, {"HOME": str(tmp_path), "UPLOADER_MAX_SEGMENT_SIZE": "1" * 41}, {})
