@@ -135,6 +135,34 @@ def _segment_size(name: str, value: Any) -> int:
     return number
 
 
+# Each segment in flight holds a shared-memory slot of N/k x max_segment_size (3.4 MiB at the
+# defaults) until its blocks are written, and the pool maps window x max_uploads of them (plus two
+# per worker) at start: 1024 is 3.4 GiB per upload at the defaults, 64 times the measured best (16,
+# see Config). A typo such as 100000000 failed only later, when the pool tried to map its slots.
+MAX_WINDOW = 1024
+# Uploads encoding at once in the daemon, each leasing `window` slots; more than there can be
+# workers (MAX_WORKERS) only share the same CPUs, and the rest wait queued at no cost.
+MAX_UPLOADS = MAX_WORKERS
+# Bytes in flight per server. No more than the window's share of a server can be in flight, which
+# at MAX_WINDOW segments of MAX_SEGMENT_SIZE_LIMIT is far past any link's bandwidth-delay product
+# (10 Gbit/s x 800 ms is 1 GB for all servers together); "auto" stops at depth.MAX_AUTO_DEPTH.
+MAX_PIPELINE_DEPTH = 1 << 30
+
+
+def _window(name: str, value: Any) -> int:
+    number = _positive_int(name, value)
+    if number > MAX_WINDOW:
+        raise ValueError(f"expected a whole number of segments from 1 to {MAX_WINDOW}")
+    return number
+
+
+def _max_uploads(name: str, value: Any) -> int:
+    number = _positive_int(name, value)
+    if number > MAX_UPLOADS:
+        raise ValueError(f"expected a whole number from 1 to {MAX_UPLOADS}")
+    return number
+
+
 def _positive_float(name: str, value: Any) -> float:
     number = _decimal(value, "a number of seconds")
     if not 0 < number < float("inf"):
@@ -146,9 +174,12 @@ def _depth(name: str, value: Any) -> int | str:
     if isinstance(value, str) and value.strip().lower() == "auto":
         return "auto"
     try:
-        return _positive_int(name, value)
+        number = _positive_int(name, value)
     except ValueError:
-        raise ValueError('expected "auto" or a whole number of bytes >= 1') from None
+        number = 0
+    if not 1 <= number <= MAX_PIPELINE_DEPTH:
+        raise ValueError(f'expected "auto" or a whole number of bytes from 1 to {MAX_PIPELINE_DEPTH}')
+    return number
 
 
 def _mbit(name: str, value: Any) -> float:
@@ -207,7 +238,7 @@ _PARSERS: dict[str, Any] = {
     "max_segment_size": _segment_size,
     "pipeline_depth": _depth,
     "link_mbit_per_s": _mbit,
-    "window": _positive_int,
+    "window": _window,
     "stock_mode": _bool,
     "erasure_backend": _choice(ERASURE_BACKENDS),
     "convergence_secret_file": _path,
@@ -217,7 +248,7 @@ _PARSERS: dict[str, Any] = {
     "connect_timeout_s": _positive_float,
     "request_timeout_s": _positive_float,
     "shutdown_timeout_s": _positive_float,
-    "max_uploads": _positive_int,
+    "max_uploads": _max_uploads,
     "log_level": _choice(LOG_LEVELS),
 }
 SETTINGS = tuple(_PARSERS)

@@ -171,7 +171,8 @@ def test_pipeline_depth_is_auto_by_default_or_a_whole_number(tmp_path: Path) -> 
     ):
         load_config(None, home, {"pipeline_depth": "deep"})
     with pytest.raises(
-        ConfigError, match=r"pipeline_depth is 0 .*expected \"auto\" or a whole number of bytes >= 1"
+        ConfigError,
+        match=r"pipeline_depth is 0 .*expected \"auto\" or a whole number of bytes from 1 to 1073741824",
     ):
         load_config(write(tmp_path, "pipeline_depth = 0\n"), {}, {})
 
@@ -231,3 +232,23 @@ def test_plain_decimal_numbers_from_the_environment_still_parse(tmp_path: Path) 
         ConfigError, match=r"max_segment_size is '1{41}' .*expected a whole number, got one of 41"
     ):
         load_config(None, {"HOME": str(tmp_path), "UPLOADER_MAX_SEGMENT_SIZE": "1" * 41}, {})
+
+
+@pytest.mark.parametrize(
+    ("key", "bound"),
+    [("window", 1024), ("max_uploads", 256), ("pipeline_depth", 1 << 30)],
+)
+def test_window_uploads_and_depth_have_an_upper_bound(tmp_path: Path, key: str, bound: int) -> None:
+    var = "UPLOADER_" + key.upper()
+    assert getattr(load_config(None, {"HOME": str(tmp_path), var: str(bound)}, {}), key) == bound
+    path = write(tmp_path, f"{key} = 99999999999999999999\n")
+    with pytest.raises(
+        ConfigError, match=rf"{key} is 99999999999999999999 \(from .*uploader.toml\): .* 1 to {bound}"
+    ):
+        load_config(path, {"HOME": str(tmp_path)}, {})
+    with pytest.raises(ConfigError, match=rf"{key} is '{bound + 1}' \(from {var}\): .* 1 to {bound}") as info:
+        load_config(None, {"HOME": str(tmp_path), var: str(bound + 1)}, {})
+    assert info.value.exit_code == 3
+    flag = "--" + key.replace("_", "-")
+    with pytest.raises(ConfigError, match=rf"{key} is {bound * 10} \(from {flag}\): .* 1 to {bound}"):
+        load_config(None, {"HOME": str(tmp_path)}, {key: bound * 10})
