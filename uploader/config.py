@@ -264,11 +264,42 @@ def find_config_file(explicit: Path | None, env: Mapping[str, str]) -> Path | No
     if user.exists():
         return user
     record = Path(env.get("UPLOADER_DATA_DIR") or default_data_dir(env)) / "current-grid"
-    if record.exists():
-        recorded = Path(record.read_text().strip())
-        if recorded.exists():
-            return recorded
-    return None
+    recorded = _read_grid_record(record)
+    if recorded is not None and recorded.exists():
+        return recorded
+    return None  # no record, or one naming a grid that has since been removed: no configuration
+
+
+def _read_grid_record(record: Path) -> Path | None:
+    """The path ``grid start`` recorded in ``record``; None when there is no record.
+
+    A record that exists but cannot be used (not a file, unreadable, not UTF-8, empty, not one
+    absolute path) is a ConfigError: treated as absent, every command would go on with no servers
+    and a misleading error of its own, far from the file that is at fault."""
+    try:
+        raw = record.read_bytes()
+    except (FileNotFoundError, NotADirectoryError):  # no record (a data dir that is a file: its own error)
+        return None
+    except OSError as exc:  # a directory, no permission
+        why = f"cannot be read ({exc.strerror or exc})"
+    else:
+        try:
+            text = raw.decode("utf-8").strip()
+        except UnicodeDecodeError:
+            text = None
+        if text is None:
+            why = "is not UTF-8 text"
+        elif not text:
+            why = "is empty"
+        elif "\n" in text or "\0" in text or not Path(text).is_absolute():
+            why = "does not hold one absolute path"
+        else:
+            return Path(text)
+    raise ConfigError(
+        f"the current-grid record {record} {why}: expected one line, the absolute path of the "
+        "uploader.toml that `grid start` wrote. Run `grid start` again, remove the record, or name "
+        "a configuration with --config or UPLOADER_CONFIG"
+    )
 
 
 def load_config(path: Path | None, env: Mapping[str, str], cli: Mapping[str, Any]) -> Config:

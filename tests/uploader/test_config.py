@@ -252,3 +252,54 @@ def test_window_uploads_and_depth_have_an_upper_bound(tmp_path: Path, key: str, 
     flag = "--" + key.replace("_", "-")
     with pytest.raises(ConfigError, match=rf"{key} is {bound * 10} \(from {flag}\): .* 1 to {bound}"):
         load_config(None, {"HOME": str(tmp_path)}, {key: bound * 10})
+
+
+@pytest.mark.parametrize(
+    ("content", "why"),
+    [
+        (b"\xff\xfe\n", "is not UTF-8 text"),
+        (b"", "is empty"),
+        (b"\n  \n", "is empty"),
+        (b"grid/uploader.toml\n", "does not hold one absolute path"),
+        (b"/a/uploader.toml\n/b/uploader.toml\n", "does not hold one absolute path"),
+        (None, r"cannot be read \(Is a directory\)"),
+    ],
+)
+def test_an_unusable_current_grid_record_is_a_config_error(
+    tmp_path: Path, content: bytes | None, why: str
+) -> None:
+    env = {
+        "HOME": str(tmp_path),
+        "XDG_CONFIG_HOME": str(tmp_path / "cfg"),
+        "XDG_DATA_HOME": str(tmp_path / "data"),
+    }
+    record = tmp_path / "data" / "uploader" / "current-grid"
+    record.parent.mkdir(parents=True)
+    if content is None:
+        record.mkdir()
+    else:
+        record.write_bytes(content)
+    with pytest.raises(
+        ConfigError, match=f"the current-grid record {re.escape(str(record))} {why}: expected"
+    ) as info:
+        load_config(None, env, {})
+    assert info.value.exit_code == 3
+    # an explicit configuration does not look at the record
+    assert load_config(write(tmp_path, ""), env, {}).source == tmp_path / "uploader.toml"
+
+
+def test_no_current_grid_record_is_no_configuration(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("")
+    # a data dir that is a file holds no record; what is wrong with it is said where it is used
+    assert (
+        find_config_file(None, {"HOME": str(tmp_path), "UPLOADER_DATA_DIR": str(tmp_path / "afile")}) is None
+    )
+    assert find_config_file(None, {"HOME": str(tmp_path), "XDG_DATA_HOME": str(tmp_path / "none")}) is None
+
+
+def test_a_current_grid_record_naming_a_removed_grid_is_no_configuration(tmp_path: Path) -> None:
+    env = {"HOME": str(tmp_path), "XDG_DATA_HOME": str(tmp_path / "data")}
+    record = tmp_path / "data" / "uploader" / "current-grid"
+    record.parent.mkdir(parents=True)
+    record.write_text(f"{tmp_path / 'gone' / 'uploader.toml'}\n")
+    assert find_config_file(None, env) is None
