@@ -303,3 +303,21 @@ def test_a_current_grid_record_naming_a_removed_grid_is_no_configuration(tmp_pat
     record.parent.mkdir(parents=True)
     record.write_text(f"{tmp_path / 'gone' / 'uploader.toml'}\n")
     assert find_config_file(None, env) is None
+
+
+@pytest.mark.parametrize(
+    ("nurl", "message"),
+    [
+        (NURL.replace("/swiss#", "/swissü#"), r"NURL swissnum \(6 characters\) must be ASCII"),
+        (NURL.replace("127.0.0.1", "[:::::]"), r"NURL host '\[:::::\]' is not an IPv6 address"),
+        (NURL.replace("127.0.0.1", "ü..invalid"), r"NURL host 'ü\.\.invalid' is not a host name"),
+    ],
+)
+def test_a_nurl_that_cannot_be_used_fails_at_load(tmp_path: Path, nurl: str, message: str) -> None:
+    path = write(tmp_path, f"[[servers]]\nnurl = '{NURL}'\n\n[[servers]]\nnurl = '{nurl}'\n")
+    with pytest.raises(
+        ConfigError, match=r"servers\[1\]\.nurl \(from .*uploader.toml\) is not a NURL: " + message
+    ) as info:
+        load_config(path, {"HOME": str(tmp_path)}, {})
+    assert info.value.exit_code == 3
+    assert "swissü" not in str(info.value)

@@ -5,12 +5,24 @@
 server only when the certificate it shows has that SPKI hash. An IPv6 host is written in brackets
 (``@[::1]:3456``, as in a URL, RFC 3986 §3.2.2); ``Nurl.host`` holds it without them, the form
 sockets take.
+
+What parse_nurl accepts is what a NURL can carry to a socket and an HTTP request:
+
+| part     | accepted                                                                        |
+|----------|---------------------------------------------------------------------------------|
+| host     | ``[IPv6]`` (checked by ``ipaddress``), dotted-quad IPv4, or a DNS name: ASCII   |
+|          | labels of letters, digits, ``-`` (not first or last) and ``_`` (as container    |
+|          | names have), 1-63 characters each, 253 in all, one trailing dot allowed         |
+| swissnum | ASCII characters a URL path segment holds as they are (RFC 3986 ``pchar`` less  |
+|          | ``%``-escapes); Tahoe's are base32 (a-z, 2-7). It travels as ASCII, base64'd,   |
+|          | in ``Authorization``, and a ``%xx`` would be decoded by Tahoe's client, not ours |
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import ipaddress
 import re
 from dataclasses import dataclass
 
@@ -20,9 +32,11 @@ from workers.errors import FormatError
 # parsing a NURL (every configuration load does) stays cheap.
 
 _NURL = re.compile(
-    r"pb://(?P<spki>[A-Za-z0-9_-]{43})@(?:\[(?P<ipv6>[0-9A-Fa-f:.]+)\]|(?P<host>[^:/@\s\[\]]+))"
+    r"pb://(?P<spki>[A-Za-z0-9_-]{43})@(?:\[(?P<ipv6>[^\]]*)\]|(?P<host>[^:/@\s\[\]]+))"
     r":(?P<port>[0-9]{1,5})/(?P<swissnum>[^/#?\s]+)#v=1"
 )
+_LABEL = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
+_SWISSNUM = re.compile(r"[A-Za-z0-9._~!$&'()*+,;=:@-]+")
 
 
 class NurlError(FormatError):
@@ -69,7 +83,46 @@ def parse_nurl(text: str) -> Nurl:
     port = int(m["port"])
     if not 0 < port < 65536:
         raise NurlError(f"NURL port must be 1..65535, got {port}")
-    return Nurl(m["spki"], m["ipv6"] or m["host"], port, m["swissnum"])
+    host = _check_ipv6(m["ipv6"]) if m["ipv6"] is not None else _check_host(m["host"])
+    if not _SWISSNUM.fullmatch(m["swissnum"]):  # not shown: the swissnum is a secret
+        raise NurlError(
+            f"NURL swissnum ({len(m['swissnum'])} characters) must be ASCII letters, digits or "
+            "URL path punctuation (Tahoe's are base32: a-z, 2-7); the swissnum is a secret and is not shown"
+        )
+    return Nurl(m["spki"], host, port, m["swissnum"])
+
+
+def _check_ipv6(text: str) -> str:
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        raise NurlError(
+            f"NURL host {f'[{text[:60]}]'!r} is not an IPv6 address; expected e.g. [::1]"
+        ) from None
+    if "%" in text:  # a zone (fe80::1%eth0): in a URL it would be written %25eth0, and is local only
+        raise NurlError(
+            f"NURL host {f'[{text[:60]}]'!r} has a zone index; expected an IPv6 address without one"
+        )
+    return text
+
+
+def _check_host(host: str) -> str:
+    """A dotted-quad IPv4 address or an ASCII DNS name (see the module docstring)."""
+    name = host[:-1] if host.endswith(".") else host
+    labels = name.split(".")
+    # Digits in the last label make an IPv4 address, as URLs read it (and no DNS name is all digits).
+    if labels[-1].isascii() and labels[-1].isdigit():
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError:
+            raise NurlError(f"NURL host {host[:60]!r} is not an IPv4 address (four numbers 0-255)") from None
+        return host
+    if len(name) > 253 or not all(_LABEL.fullmatch(label) for label in labels):
+        raise NurlError(
+            f"NURL host {host[:60]!r} is not a host name: expected an IPv4 address, [IPv6] in brackets, "
+            "or a DNS name of ASCII letters, digits, '-' and '_' in dot-separated labels of 1-63 characters"
+        )
+    return host
 
 
 def spki_hash_of_der_spki(spki_der: bytes) -> str:
