@@ -70,6 +70,12 @@ class Config:
     log_level: str = "info"
     servers: tuple[ServerEntry, ...] = ()
     source: Path | None = None  # the file this came from, if any (not a setting)
+    # Where each setting not left at its default came from (the file, UPLOADER_X, --x): for the
+    # messages of errors found after loading, such as a data_dir that cannot be created.
+    origins: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    def origin(self, key: str) -> str:
+        return self.origins.get(key, "the default")
 
 
 # Text numbers (the environment; quoted TOML values) are plain ASCII decimals: Python's int() and
@@ -340,7 +346,7 @@ def load_config(path: Path | None, env: Mapping[str, str], cli: Mapping[str, Any
     if "shares_happy" not in values:
         values["shares_happy"] = min(Config.shares_happy, values.get("shares_total", Config.shares_total))
         origin["shares_happy"] = "the default, min(7, shares_total)"
-    config = Config(**values, servers=servers, source=source)
+    config = Config(**values, servers=servers, source=source, origins=dict(origin))
     _check_relations(config, origin)
     return config
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, fields, replace
 from uploader.config import Config
 
 LIVE = ("workers", "pipeline_depth", "link_mbit_per_s", "window", "servers", "log_level")
-_IGNORED = ("source",)  # where the config came from is not a setting
+_IGNORED = ("source", "origins")  # where the config and its settings came from are not settings
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,9 @@ def plan(old: Config, new: Config) -> ReloadPlan:
     live = tuple(name for name in changed if name in LIVE)
     restart = tuple(name for name in changed if name not in LIVE)
     keep = {name: getattr(old, name) for name in restart}
-    return ReloadPlan(live, restart, replace(new, **keep))
+    origins = {k: v for k, v in new.origins.items() if k not in restart}
+    origins.update((k, v) for k, v in old.origins.items() if k in restart)
+    return ReloadPlan(live, restart, replace(new, **keep, origins=origins))
 
 
 __all__ = ["LIVE", "ReloadPlan", "plan"]

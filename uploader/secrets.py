@@ -24,62 +24,100 @@ def convergence_secret_path(config: Config, env: dict[str, str] | None = None) -
     return xdg_config_home(dict(os.environ) if env is None else env) / "uploader" / "convergence"
 
 
-def read_secret_file(path: Path) -> bytes:
-    """Decode a Tahoe-style base32 secret file; raise ConfigError naming the file and the problem."""
+def read_secret_file(path: Path, what: str = "convergence secret") -> bytes:
+    """Decode a Tahoe-style base32 secret file; raise ConfigError naming the file and the problem.
+
+    ``what`` names the secret in messages ("convergence secret", "lease secret")."""
     try:
         text = path.read_text(encoding="ascii").strip()
     except FileNotFoundError:
-        raise ConfigError(f"convergence secret file {path} does not exist") from None
+        raise ConfigError(f"{what} file {path} does not exist") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read convergence secret file {path}: {exc}") from None
+        raise ConfigError(f"cannot read {what} file {path}: {exc}") from None
     try:
         secret = b32decode(text)
     except FormatError:  # its message may quote the text: the secret itself, or most of it
         raise ConfigError(
-            f"convergence secret file {path} must hold Tahoe base32 text (a-z and 2-7, {len(text)} characters "
+            f"{what} file {path} must hold Tahoe base32 text (a-z and 2-7, {len(text)} characters "
             "found); the contents are a secret and are not shown"
         ) from None
     if not secret:
-        raise ConfigError(f"convergence secret file {path} is empty; expected base32 text of a secret")
+        raise ConfigError(f"{what} file {path} is empty; expected base32 text of a secret")
     return secret
 
 
-def load_or_create_secret(path: Path, explicit: bool) -> bytes:
+def _reason(exc: OSError) -> str:
+    """Why a directory could not be made: a file in the way reads as what it is."""
+    if isinstance(exc, FileExistsError | NotADirectoryError) and exc.filename is not None:
+        blocker = Path(exc.filename)  # the path mkdir tried; the file in the way may be above it
+        while not blocker.exists() and blocker.parent != blocker:
+            blocker = blocker.parent
+        return f"{blocker} is not a directory"
+    return f"{exc.filename}: {exc.strerror}" if exc.filename is not None and exc.strerror else str(exc)
+
+
+def load_or_create_secret(
+    path: Path, explicit: bool, *, what: str = "convergence secret", place: str | None = None
+) -> bytes:
     """Read the secret; when it is missing, create it (0600) — CONVENTIONS.md: "created on first use".
 
     A default location gets its directory made; a configured one (``explicit``) must be in a directory
     that exists (a service's state directory, say), and creating it is said on stderr: a mistyped path
-    would otherwise quietly give other caps than the user's usual secret."""
+    would otherwise quietly give other caps than the user's usual secret. ``what`` names the secret
+    and ``place`` the setting that chose ``path`` (``data_dir /x (from UPLOADER_DATA_DIR)``), for
+    messages. A location that cannot be used raises ConfigError (exit 3) saying why."""
+    where = place or f"{what} file {path}"
     if path.exists():
-        return read_secret_file(path)
+        return read_secret_file(path, what)
     if explicit:
         if not path.parent.is_dir():
             raise ConfigError(
-                f"convergence secret file {path} does not exist, and neither does its directory to create it in"
+                f"{what} file {path} does not exist, and neither does its directory to create it in"
             )
         print(f"uploader: created a new convergence secret in {path}", file=sys.stderr, flush=True)
     else:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise ConfigError(
+                f"{where} cannot be used: cannot create the directory {path.parent} for the {what}: "
+                f"{_reason(exc)}; expected a directory this user can create and write"
+            ) from None
     secret = os.urandom(SECRET_SIZE)
     tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(b32encode(secret) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
     try:
-        os.link(tmp, path)  # never overwrite a secret another process created meanwhile
-    except FileExistsError:
-        pass
-    finally:
-        tmp.unlink()
-    return read_secret_file(path)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(b32encode(secret) + "\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.link(tmp, path)  # never overwrite a secret another process created meanwhile
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink(missing_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"{where} cannot be used: cannot create the {what} file {path}: {exc.strerror or exc}; "
+            "expected a directory this user can write"
+        ) from None
+    return read_secret_file(path, what)
 
 
 def convergence_secret(config: Config) -> bytes:
-    return load_or_create_secret(convergence_secret_path(config), config.convergence_secret_file is not None)
+    path = convergence_secret_path(config)
+    if config.convergence_secret_file is not None:
+        place = f"convergence_secret_file {path} (from {config.origin('convergence_secret_file')})"
+        return load_or_create_secret(path, True, place=place)
+    place = (
+        f"the default convergence secret file {path} ($XDG_CONFIG_HOME/uploader/convergence; "
+        "set convergence_secret_file to use another)"
+    )
+    return load_or_create_secret(path, False, place=place)
 
 
 def lease_secret(config: Config) -> bytes:
     """This client's lease secret (Tahoe: ``private/secret``), created once in the data dir."""
-    return load_or_create_secret(config.data_dir / "lease_secret", explicit=False)
+    place = f"data_dir {config.data_dir} (from {config.origin('data_dir')})"
+    return load_or_create_secret(config.data_dir / "lease_secret", False, what="lease secret", place=place)
