@@ -32,8 +32,13 @@ def read_secret_file(path: Path, what: str = "convergence secret") -> bytes:
         text = path.read_text(encoding="ascii").strip()
     except FileNotFoundError:
         raise ConfigError(f"{what} file {path} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read {what} file {path}: {exc}") from None
+    except UnicodeDecodeError as exc:  # Python's text would quote the byte: part of the secret
+        raise ConfigError(
+            f"{what} file {path} is not text (a byte that is not ASCII at offset {exc.start}): expected "
+            "Tahoe base32 text (a-z and 2-7); the contents are a secret and are not shown"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what} file {path}: {exc.strerror or exc}") from None
     try:
         secret = b32decode(text)
     except FormatError:  # its message may quote the text: the secret itself, or most of it
@@ -67,6 +72,14 @@ def load_or_create_secret(
     and ``place`` the setting that chose ``path`` (``data_dir /x (from UPLOADER_DATA_DIR)``), for
     messages. A location that cannot be used raises ConfigError (exit 3) saying why."""
     where = place or f"{what} file {path}"
+    if path.is_symlink() and not path.exists():
+        # exists() follows the link: creating would write through it or fail on os.link, and the
+        # user's secret may be what the link was meant to reach (an unmounted volume, say).
+        raise ConfigError(
+            f"{where}: {path} is a symbolic link to {os.readlink(path)}, which does not exist; "
+            f"expected the {what} file there (make the link's target reachable, or remove the link "
+            "to have a new secret created)"
+        )
     if path.exists():
         return read_secret_file(path, what)
     if explicit:
@@ -74,7 +87,6 @@ def load_or_create_secret(
             raise ConfigError(
                 f"{what} file {path} does not exist, and neither does its directory to create it in"
             )
-        print(f"uploader: created a new convergence secret in {path}", file=sys.stderr, flush=True)
     else:
         try:
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -85,6 +97,7 @@ def load_or_create_secret(
             ) from None
     secret = os.urandom(SECRET_SIZE)
     tmp = path.with_name(path.name + ".tmp")
+    created = True
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
@@ -94,7 +107,7 @@ def load_or_create_secret(
                 os.fsync(fh.fileno())
             os.link(tmp, path)  # never overwrite a secret another process created meanwhile
         except FileExistsError:
-            pass
+            created = False
         finally:
             tmp.unlink(missing_ok=True)
     except OSError as exc:
@@ -102,6 +115,8 @@ def load_or_create_secret(
             f"{where} cannot be used: cannot create the {what} file {path}: {exc.strerror or exc}; "
             "expected a directory this user can write"
         ) from None
+    if created and explicit:
+        print(f"uploader: created a new convergence secret in {path}", file=sys.stderr, flush=True)
     return read_secret_file(path, what)
 
 

@@ -76,3 +76,57 @@ def test_a_default_convergence_secret_place_that_cannot_be_created_says_how_to_c
     assert f"{tmp_path / 'cfg' / 'uploader'} is not a directory" in message
     assert "set convergence_secret_file" in message
     assert info.value.exit_code == 3
+
+
+def test_a_dangling_symlink_as_the_secret_file_is_one_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    link = tmp_path / "dangle"
+    link.symlink_to(tmp_path / "nothere")
+    config = load_config(None, env_for(tmp_path), {"convergence_secret_file": str(link)})
+    with pytest.raises(ConfigError) as info:
+        convergence_secret(config)
+    assert str(info.value).startswith(
+        f"convergence_secret_file {link} (from --convergence-secret-file): {link} is a symbolic link to "
+        f"{tmp_path / 'nothere'}, which does not exist"
+    )
+    assert info.value.exit_code == 3
+    assert "created" not in capsys.readouterr().err  # no false "created a new convergence secret"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dangle"]  # nothing created, the link kept
+    assert link.is_symlink()
+
+
+def test_a_dangling_symlink_in_the_data_dir_is_not_written_through(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "lease_secret").symlink_to(tmp_path / "elsewhere")
+    config = load_config(None, env_for(tmp_path, UPLOADER_DATA_DIR=str(data)), {})
+    with pytest.raises(
+        ConfigError, match=r"data_dir .* \(from UPLOADER_DATA_DIR\): .* is a symbolic link to"
+    ):
+        lease_secret(config)
+    assert not (tmp_path / "elsewhere").exists()
+
+
+def test_a_configured_secret_file_is_created_and_said_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "convergence"
+    config = load_config(None, env_for(tmp_path), {"convergence_secret_file": str(path)})
+    secret = convergence_secret(config)
+    assert capsys.readouterr().err == f"uploader: created a new convergence secret in {path}\n"
+    assert convergence_secret(config) == secret and capsys.readouterr().err == ""
+
+
+def test_a_binary_secret_file_says_what_was_expected_without_showing_bytes(tmp_path: Path) -> None:
+    path = tmp_path / "convergence"
+    path.write_bytes(b"mfrg\xff\xfegzdf\n")
+    config = load_config(None, env_for(tmp_path), {"convergence_secret_file": str(path)})
+    with pytest.raises(ConfigError) as info:
+        convergence_secret(config)
+    message = str(info.value)
+    assert message == (
+        f"convergence secret file {path} is not text (a byte that is not ASCII at offset 4): expected "
+        "Tahoe base32 text (a-z and 2-7); the contents are a secret and are not shown"
+    )
+    assert "codec" not in message and "0xff" not in message
