@@ -258,6 +258,8 @@ _PARSERS: dict[str, Any] = {
     "log_level": _choice(LOG_LEVELS),
 }
 SETTINGS = tuple(_PARSERS)
+# The command-line flag of each setting that has one, where it is not --name-with-dashes.
+FLAG_NAMES = {"shares_happy": "--happy"}
 
 
 def find_config_file(explicit: Path | None, env: Mapping[str, str]) -> Path | None:
@@ -341,8 +343,9 @@ def load_config(path: Path | None, env: Mapping[str, str], cli: Mapping[str, Any
         if raw is not None:
             if key not in _PARSERS:
                 raise KeyError(f"not a setting: {key}")
-            values[key] = _parse(key, raw, "--" + key.replace("_", "-"))
-            origin[key] = "--" + key.replace("_", "-")
+            flag = FLAG_NAMES.get(key, "--" + key.replace("_", "-"))
+            values[key] = _parse(key, raw, flag)
+            origin[key] = flag
     if "shares_happy" not in values:
         values["shares_happy"] = min(Config.shares_happy, values.get("shares_total", Config.shares_total))
         origin["shares_happy"] = "the default, min(7, shares_total)"

@@ -42,7 +42,7 @@ def test_happy_defaults_to_at_most_n(tmp_path: Path) -> None:
     )
     with pytest.raises(
         ConfigError,
-        match=r"shares_happy = 9 \(from --shares-happy\) must be between 1 and shares_total = 5 \(from --shares-total\)",
+        match=r"shares_happy = 9 \(from --happy\) must be between 1 and shares_total = 5 \(from --shares-total\)",
     ):
         load_config(None, {"HOME": str(tmp_path)}, {"shares_total": 5, "shares_happy": 9})
 
