@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from uploader import interrupts
-from uploader.config import Config, load_config
-from uploader.errors import LocalIOError, Terminated, UploaderError
+from uploader.config import Config, flag_name, load_config
+from uploader.errors import LocalIOError, Terminated, UploaderError, UsageError
 
 COMMANDS = ("cap", "put", "get", "verify", "storage", "grid", "serve", "doctor")
 VERSION = "0.1.0"
@@ -64,6 +64,18 @@ def add_config_flags(parser: argparse.ArgumentParser, *, encoding: bool = True, 
             type=str,
             metavar="PATH",
             help="file with the convergence secret in Tahoe base32 (default: created once per user)",
+        )
+
+
+def refuse_own_settings(args: argparse.Namespace, keys: Sequence[str], daemon: str) -> None:
+    """A command sent through the daemon cannot honour flags that set how it would work itself
+    (``keys``): refuse the ones given (UsageError) rather than drop them without a word."""
+    given = [flag_name(key) for key in keys if getattr(args, key, None) is not None]
+    if given:
+        raise UsageError(
+            f"{', '.join(given)} {'does' if len(given) == 1 else 'do'} not apply through the daemon at {daemon}, "
+            "which works with its own configuration: drop "
+            f"{'it' if len(given) == 1 else 'them'}, or add --no-daemon to work in this process"
         )
 
 

@@ -262,6 +262,11 @@ SETTINGS = tuple(_PARSERS)
 FLAG_NAMES = {"shares_happy": "--happy"}
 
 
+def flag_name(key: str) -> str:
+    """The flag that sets ``key`` on a command line."""
+    return FLAG_NAMES.get(key, "--" + key.replace("_", "-"))
+
+
 def find_config_file(explicit: Path | None, env: Mapping[str, str]) -> Path | None:
     """The file to read, by CONVENTIONS.md's order; None when there is none."""
     if explicit is not None:
@@ -343,7 +348,7 @@ def load_config(path: Path | None, env: Mapping[str, str], cli: Mapping[str, Any
         if raw is not None:
             if key not in _PARSERS:
                 raise KeyError(f"not a setting: {key}")
-            flag = FLAG_NAMES.get(key, "--" + key.replace("_", "-"))
+            flag = flag_name(key)
             values[key] = _parse(key, raw, flag)
             origin[key] = flag
     if "shares_happy" not in values:

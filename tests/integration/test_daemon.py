@@ -385,6 +385,49 @@ def test_a_second_daemon_on_the_same_data_dir_touches_nothing(
 
 
 # ---- put/get through the daemon ------------------------------------------------------------------
+def test_flags_the_daemon_cannot_honour_are_refused_and_no_daemon_works_alone(
+    daemon: DaemonProcess, grid: LocalGrid, tmp_path: Path
+) -> None:
+    """Through the daemon, put's encoding and pool flags would be dropped (other caps than asked
+    for, exit 0): they are refused, naming them, before the daemon is asked. --no-daemon runs the
+    command in this process with them."""
+    src = tmp_path / "a.bin"
+    src.write_bytes(random.Random(13).randbytes(400_000))
+    secret = tmp_path / "secret"
+    secret.write_text("a" * 52 + "\n")
+    env = {**os.environ, "UPLOADER_DAEMON": daemon.url}
+    run = [sys.executable, "-m", "uploader"]
+    config = ["--config", str(grid.dir / "uploader.toml")]
+    uploads = daemon.log().count("received")
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*run, *args, *config], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
+        )
+
+    for flags, named in (
+        (["-k", "2"], "--shares-needed"),
+        (["--happy", "5", "--window", "4"], "--happy, --window"),
+        (["--convergence-secret-file", str(secret)], "--convergence-secret-file"),
+    ):
+        refused = cli("put", *flags, str(src))
+        assert refused.returncode == 2, refused.stderr
+        assert f"{named} " in refused.stderr and "--no-daemon" in refused.stderr, refused.stderr
+        assert refused.stdout == ""
+    assert daemon.log().count("received") == uploads  # none reached the daemon
+    alone = cli("put", "--no-daemon", "--json", "-k", "2", "--convergence-secret-file", str(secret), str(src))
+    assert alone.returncode == 0, alone.stderr
+    cap = json.loads(alone.stdout)["cap"]
+    assert cap.endswith(":2:10:400000")
+    assert daemon.log().count("received") == uploads  # uploaded in this process
+    refused = cli("get", "--workers", "2", cap)
+    assert refused.returncode == 2 and "--workers " in refused.stderr, refused.stderr
+    out = tmp_path / "out.bin"
+    got = cli("get", "--no-daemon", "--workers", "2", cap, "-o", str(out))
+    assert got.returncode == 0, got.stderr
+    assert out.read_bytes() == src.read_bytes()
+
+
 def test_put_and_get_commands_use_the_daemon(daemon: DaemonProcess, tmp_path: Path) -> None:
     src = tmp_path / "a.bin"
     src.write_bytes(random.Random(11).randbytes(1_500_000))

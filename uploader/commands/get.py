@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from uploader import interrupts
 from uploader.chk.caps import CapError, ChkCap, LitCap, parse_read_cap
-from uploader.cli import add_config_flags, emit, report_error
+from uploader.cli import add_config_flags, emit, refuse_own_settings, report_error
 from uploader.config import Config
 from uploader.errors import LocalIOError, Terminated, UploaderError, UsageError
 from uploader.progress import ProgressBar
@@ -56,6 +56,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--offset", type=_nonnegative, default=0, metavar="N", help="first byte to download")
     p.add_argument("--length", type=_nonnegative, metavar="N", help="bytes to download (default: to the end)")
     add_config_flags(p, encoding=False)
+    p.add_argument(
+        "--no-daemon",
+        action="store_true",
+        help="download in this process even when a daemon is configured (daemon = URL, UPLOADER_DAEMON)",
+    )
     p.set_defaults(run=run, holds_interrupts=True)  # released by aio.run (uploader.interrupts)
 
 
@@ -87,7 +92,8 @@ def run(args: argparse.Namespace, config: Config) -> int:
         output = None if to_stdout else Path(args.output)
         if output is not None and output.is_dir():
             raise LocalIOError(f"cannot write to {output}: it is a directory")
-        if config.daemon and not isinstance(cap, LitCap):
+        if config.daemon and not args.no_daemon and not isinstance(cap, LitCap):
+            refuse_own_settings(args, ("workers", "erasure_backend"), config.daemon)
             return _via_daemon(args, config.daemon, cap, output)
         if isinstance(cap, LitCap):
             return _lit(args, cap, output)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from uploader import interrupts
-from uploader.cli import add_config_flags, emit, report_error
+from uploader.cli import add_config_flags, emit, refuse_own_settings, report_error
 from uploader.config import Config
 from uploader.errors import LocalIOError, UploaderError, UsageError
 from uploader.journal import JournalError, JournalHandle, JournalRecord
@@ -41,6 +41,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--window", type=int, metavar="SEGMENTS", help="segments in flight per file")
     p.add_argument(
+        "--no-daemon",
+        action="store_true",
+        help="upload in this process even when a daemon is configured (daemon = URL, UPLOADER_DAEMON)",
+    )
+    p.add_argument(
         "--resume",
         action="store_true",
         help="continue an upload of FILE that was interrupted (killed, crashed, rebooted) from its journal, "
@@ -49,12 +54,28 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(run=run, holds_interrupts=True)  # released by aio.run (uploader.interrupts)
 
 
+# Flags of the uploads put runs itself: through a daemon they would be dropped, and the encoding
+# ones would give other caps than asked for.
+_OWN_SETTINGS = (
+    "shares_needed",
+    "shares_total",
+    "shares_happy",
+    "max_segment_size",
+    "convergence_secret_file",
+    "workers",
+    "erasure_backend",
+    "window",
+    "pipeline_depth",
+)
+
+
 def run(args: argparse.Namespace, config: Config) -> int:
     from uploader.prespawn import discard, prespawn
 
-    if config.daemon:
+    if config.daemon and not args.no_daemon:
         if args.resume:
             raise UsageError("--resume is for uploads put runs itself: the daemon resumes its own at start")
+        refuse_own_settings(args, _OWN_SETTINGS, config.daemon)
         return _run_daemon(args, config.daemon)
     early = prespawn(config.workers, config.erasure_backend)
     try:
