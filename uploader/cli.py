@@ -21,6 +21,7 @@ from typing import Any
 from uploader import interrupts
 from uploader.config import Config, flag_name, load_config
 from uploader.errors import LocalIOError, Terminated, UploaderError, UsageError
+from workers.text import printable
 
 COMMANDS = ("cap", "put", "get", "verify", "storage", "grid", "serve", "doctor")
 VERSION = "0.1.0"
@@ -113,12 +114,25 @@ def config_from_args(args: argparse.Namespace, env: dict[str, str] | None = None
     return load_config(getattr(args, "config", None), dict(os.environ) if env is None else env, cli)
 
 
+def _printable_json(obj: Any) -> Any:
+    """``obj`` with every string made printable (``workers.text``): a file name that is not UTF-8
+    shows as ``bad\\xffname``, not as a lone surrogate that strict JSON readers refuse."""
+    if isinstance(obj, str):
+        return printable(obj)
+    if isinstance(obj, dict):
+        return {_printable_json(k): _printable_json(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_printable_json(v) for v in obj]
+    return obj
+
+
 def emit(obj: Any) -> None:
-    """Print one --json object on stdout; a stdout that cannot take it (closed, full) is exit 7."""
+    """Print one --json object on stdout; a stdout that cannot take it (closed, full) is exit 7.
+    File names that are not UTF-8 are shown with ``\\xNN`` escapes (``workers.text.printable``)."""
     try:
         if sys.stdout is None:
             raise OSError(errno.EBADF, "stdout is closed")
-        print(json.dumps(obj), flush=True)
+        print(json.dumps(_printable_json(obj)), flush=True)
     except BrokenPipeError:
         raise  # `… | head`: main says nothing
     except OSError as exc:
@@ -132,10 +146,10 @@ def report_error(args: argparse.Namespace, exc: UploaderError, **fields: Any) ->
         try:
             emit(obj)
         except LocalIOError as unsaid:  # stdout cannot take it: say both on stderr
-            print(f"uploader: error: {exc} (and {unsaid})", file=sys.stderr)
+            print(printable(f"uploader: error: {exc} (and {unsaid})"), file=sys.stderr)
     else:
         prefix = f"{fields['file']}: " if "file" in fields else ""
-        print(f"uploader: error: {prefix}{exc}", file=sys.stderr)
+        print(printable(f"uploader: error: {prefix}{exc}"), file=sys.stderr)
     return exc.exit_code
 
 

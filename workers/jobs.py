@@ -33,6 +33,7 @@ from workers.messages import (
 )
 from workers.slots import Arena
 from workers.source import iter_chunks
+from workers.text import printable
 
 _ZEROS = bytes(16)
 
@@ -213,4 +214,5 @@ def run_job(msg: Message, arena: Arena | None) -> ReplyMessage:
         return decode_segment_job(msg, arena)
     except UploaderError as exc:
         seg = msg.segment if isinstance(msg, EncodeSegment | DecodeSegment) else -1
-        return JobFailed(msg.job, seg, type(exc).__name__, str(exc))
+        # printable: a message naming a file whose name is not UTF-8 must still pack (and print)
+        return JobFailed(msg.job, seg, type(exc).__name__, printable(str(exc)))

@@ -18,26 +18,34 @@ only hashes. ``slot = -1`` asks for the blocks inline in the reply frame instead
 | 8 | Shutdown | network → worker |
 | 9 | WorkerReady | worker → network |
 
+Paths (``FsPath`` fields) are local file names, which are bytes and need not be UTF-8: they travel
+as msgpack bin (``os.fsencode``) and come back as the same ``str`` (``os.fsdecode``), so a name like
+``b"bad\\xffname"`` reaches the worker intact instead of failing to pack.
+
 Kinds are never reused. ``unpack`` rejects an unknown version or kind, a wrong field count or
 type, and an oversized frame, with MessageError.
 """
 
 from __future__ import annotations
 
+import os
 import struct
 import types
 import typing
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Annotated, Any
 
 import msgpack
 
 from workers.errors import MessageError
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: FsPath fields travel as bin, not str
 FRAME_HEADER = struct.Struct(">L")
 MAX_CONTROL_FRAME = 1 << 20  # frames without inline bulk data
 MAX_FRAME = 1 << 30  # hard ceiling for any frame (inline blocks of a huge segment)
+
+_FS_PATH = "fs-path"
+FsPath = Annotated[str, _FS_PATH]  # a local path: a str to Python, bytes (os.fsencode) on the wire
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +55,7 @@ class EncodeSegment:
     key: bytes  # 16-byte AES key
     offset: int  # byte offset of the segment in the file; sets the CTR counter
     length: int  # plaintext bytes in this segment (the tail may be short)
-    source: str  # path the worker reads from; "" when ``data`` carries the plaintext
+    source: FsPath  # path the worker reads from; "" when ``data`` carries the plaintext
     data: bytes | None
     k: int
     n: int
@@ -76,7 +84,7 @@ class JobFailed:
 @dataclass(frozen=True, slots=True)
 class KeyPass:
     job: int
-    source: str
+    source: FsPath
     size: int
     secret: bytes  # convergence secret
     k: int
@@ -118,7 +126,7 @@ class DecodeSegment:
     block_size: int  # bytes per block of this segment
     out_start: int  # file offsets of the plaintext to output
     out_end: int
-    dest: str  # file to pwrite the plaintext into; "" returns it (in the slot, or inline)
+    dest: FsPath  # file to pwrite the plaintext into; "" returns it (in the slot, or inline)
     dest_base: int
 
 
@@ -173,8 +181,15 @@ KINDS: dict[type, int] = {
 _BY_KIND = {kind: cls for cls, kind in KINDS.items()}
 
 
+def _is_path(annotation: Any) -> bool:
+    return typing.get_origin(annotation) is Annotated and _FS_PATH in annotation.__metadata__
+
+
 def _checker(annotation: Any) -> Any:
-    """A predicate for one field's declared type (int, bytes, str, list[...], X | None)."""
+    """A predicate for one field's declared type (int, bytes, str, list[...], X | None) as it
+    arrives on the wire (an FsPath arrives as bytes)."""
+    if _is_path(annotation):
+        return lambda v: isinstance(v, bytes)
     origin = typing.get_origin(annotation)
     if origin in (types.UnionType, typing.Union):
         parts = [_checker(a) for a in typing.get_args(annotation)]
@@ -190,14 +205,18 @@ def _checker(annotation: Any) -> Any:
     return lambda v: isinstance(v, annotation)
 
 
-_SCHEMAS = {
-    cls: [(f.name, _checker(typing.get_type_hints(cls)[f.name])) for f in fields(cls)] for cls in KINDS
-}
+_HINTS = {cls: typing.get_type_hints(cls, include_extras=True) for cls in KINDS}
+_SCHEMAS = {cls: [(f.name, _checker(_HINTS[cls][f.name])) for f in fields(cls)] for cls in KINDS}
+# Where each message's FsPath fields sit in its body.
+_PATHS = {cls: tuple(i for i, f in enumerate(fields(cls)) if _is_path(_HINTS[cls][f.name])) for cls in KINDS}
 
 
 def pack(msg: Message) -> bytes:
-    """The msgpack body of one message (no frame header)."""
+    """The msgpack body of one message (no frame header). Raises UnicodeEncodeError for an FsPath
+    holding a surrogate that ``surrogateescape`` cannot have made (no file system name does)."""
     body = [getattr(msg, f.name) for f in fields(msg)]
+    for i in _PATHS[type(msg)]:
+        body[i] = os.fsencode(body[i])
     packed: bytes = msgpack.packb([PROTOCOL_VERSION, KINDS[type(msg)], body], use_bin_type=True)
     return packed
 
@@ -229,6 +248,8 @@ def unpack(data: bytes | memoryview, max_size: int = MAX_FRAME) -> Message:
     for (name, ok), value in zip(schema, body, strict=True):
         if not ok(value):
             raise MessageError(f"{cls.__name__}.{name} has the wrong type ({type(value).__name__})")
+    for i in _PATHS[cls]:
+        body[i] = os.fsdecode(body[i])
     msg: Message = cls(*body)
     return msg
 

@@ -171,6 +171,25 @@ def test_get_command_stdout_file_range_and_json(grid: LocalGrid, tmp_path: Path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.bin", "out.bin"]  # no temp files left
 
 
+def test_put_and_get_files_whose_names_are_not_utf8(grid: LocalGrid, tmp_path: Path) -> None:
+    bad = os.fsdecode(os.path.join(os.fsencode(tmp_path), b"in\xffname"))  # as argv hands it over
+    data = _write(Path(bad), 300_000, 7)
+    good = tmp_path / "good.bin"
+    good.write_bytes(b"other" * 10_000)
+    put = _cli(grid, "put", "--json", bad, str(good))
+    assert put.returncode == 0, put.stderr
+    rows = {r["file"]: r for r in map(json.loads, put.stdout.decode().splitlines())}  # UTF-8 JSON
+    shown = str(tmp_path / "in") + "\\xffname"
+    assert set(rows) == {shown, str(good)}  # both files got their caps
+    human = _cli(grid, "put", bad, str(good))
+    assert human.returncode == 0 and f"{shown}: {rows[shown]['cap']}".encode() in human.stdout
+    out = os.fsdecode(os.path.join(os.fsencode(tmp_path), b"out\xfe"))
+    got = _cli(grid, "get", rows[shown]["cap"], "-o", out, "--json")
+    assert got.returncode == 0, got.stderr
+    assert Path(out).read_bytes() == data
+    assert json.loads(got.stdout)["file"] == str(tmp_path / "out") + "\\xfe"
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

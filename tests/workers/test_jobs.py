@@ -21,6 +21,8 @@ from workers.messages import (
     KeyReady,
     SegmentDecoded,
     SegmentEncoded,
+    pack,
+    unpack,
 )
 from workers.segment import EncodedSegment, encode_segment
 from workers.slots import Arena
@@ -65,6 +67,21 @@ def test_a_missing_or_short_source_is_a_job_failure(tmp_path: Path) -> None:
     (tmp_path / "short").write_bytes(b"abc")
     short = run_job(EncodeSegment(1, 0, KEY, 0, 10, str(tmp_path / "short"), None, 1, 1, -1), None)
     assert isinstance(short, JobFailed) and "ended at 3 bytes" in short.message
+
+
+def test_a_file_name_that_is_not_utf8_is_read_and_its_failures_still_pack(tmp_path: Path) -> None:
+    data = os.urandom(10_000)
+    path = os.path.join(os.fsencode(tmp_path), b"bad\xffname")
+    with open(path, "wb") as f:
+        f.write(data)
+    name = os.fsdecode(path)  # as argv hands it over
+    reply = run_job(EncodeSegment(1, 2, KEY, 4000, 3000, name, None, 3, 5, -1), None)
+    assert isinstance(reply, SegmentEncoded)
+    assert reply.blocks == [bytes(b) for b in encode_segment(data[4000:7000], KEY, 4000, 3, 5).blocks]
+    os.unlink(path)
+    gone = run_job(KeyPass(7, name, len(data), b"secret", 3, 10, 4096), None)
+    assert isinstance(gone, JobFailed) and "bad\\xffname" in gone.message
+    assert unpack(pack(gone)) == gone  # the worker can send it back (it crashed packing it)
 
 
 def test_key_pass_job_is_the_convergent_key(tmp_path: Path) -> None:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 
 import msgpack
 import pytest
@@ -10,6 +11,7 @@ from hypothesis import strategies as st
 from workers.errors import MessageError
 from workers.messages import (
     KINDS,
+    PROTOCOL_VERSION,
     DecodeSegment,
     EncodeSegment,
     JobFailed,
@@ -31,6 +33,9 @@ key = st.binary(min_size=16, max_size=16)
 h32 = st.binary(min_size=32, max_size=32)
 kn = st.integers(1, 256)
 blobs = st.lists(st.binary(max_size=64), max_size=6)
+# Local file names are bytes (any but NUL), not necessarily UTF-8: Python holds the others as
+# surrogate-escaped str, which msgpack cannot encode as str.
+paths = st.binary(max_size=40).filter(lambda b: b"\0" not in b).map(os.fsdecode)
 
 messages = st.one_of(
     st.builds(
@@ -40,7 +45,7 @@ messages = st.one_of(
         key=key,
         offset=u63,
         length=u32,
-        source=st.text(max_size=40),
+        source=paths,
         data=st.none() | st.binary(max_size=256),
         k=kn,
         n=kn,
@@ -66,7 +71,7 @@ messages = st.one_of(
     st.builds(
         KeyPass,
         job=u32,
-        source=st.text(max_size=40),
+        source=paths,
         size=u63,
         secret=st.binary(max_size=64),
         k=kn,
@@ -91,7 +96,7 @@ messages = st.one_of(
         block_size=u32,
         out_start=u63,
         out_end=u63,
-        dest=st.text(max_size=30),
+        dest=paths,
         dest_base=u63,
     ),
     st.builds(
@@ -134,7 +139,7 @@ def test_arbitrary_bytes_give_a_message_or_message_error(data: bytes) -> None:
 def test_wrong_shapes_are_rejected(body: list[object]) -> None:
     for kind in KINDS.values():
         with contextlib.suppress(MessageError):
-            unpack(msgpack.packb([1, kind, body], use_bin_type=True))
+            unpack(msgpack.packb([PROTOCOL_VERSION, kind, body], use_bin_type=True))
 
 
 def test_kinds_are_stable_and_unique() -> None:
@@ -145,10 +150,10 @@ def test_kinds_are_stable_and_unique() -> None:
 @pytest.mark.parametrize(
     "blob, why",
     [
-        (msgpack.packb([2, 1, []]), "version"),
-        (msgpack.packb([1, 99, []]), "kind"),
-        (msgpack.packb([1, 8, ["a", "b"]]), "fields"),
-        (msgpack.packb([1, 9, ["x", "zfec"]]), "wrong type"),
+        (msgpack.packb([PROTOCOL_VERSION + 1, 1, []]), "version"),
+        (msgpack.packb([PROTOCOL_VERSION, 99, []]), "kind"),
+        (msgpack.packb([PROTOCOL_VERSION, 8, ["a", "b"]]), "fields"),
+        (msgpack.packb([PROTOCOL_VERSION, 9, ["x", "zfec"]]), "wrong type"),
         (msgpack.packb({"a": 1}), "version, kind"),
     ],
 )
@@ -162,3 +167,13 @@ def test_oversized_frames_are_refused() -> None:
         read_frame_length((2**31).to_bytes(4, "big"), 1 << 20)
     with pytest.raises(MessageError, match="exceeds"):
         unpack(b"\x00" * 100, max_size=10)
+
+
+def test_a_path_that_is_not_utf8_travels_as_its_bytes() -> None:
+    name = os.fsdecode(b"/data/bad\xffname")  # what argv gives for that file name
+    msg = KeyPass(1, name, 10, b"s", 3, 10, 65536)
+    body = msgpack.unpackb(pack(msg), raw=False)
+    assert body[2][1] == b"/data/bad\xffname"  # bin on the wire, the exact bytes
+    assert unpack(pack(msg)) == msg
+    with pytest.raises(MessageError, match=r"KeyPass\.source has the wrong type"):
+        unpack(msgpack.packb([PROTOCOL_VERSION, KINDS[KeyPass], [1, "/a", 10, b"s", 3, 10, 65536]]))

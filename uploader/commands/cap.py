@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 from uploader import aio
-from uploader.cli import add_config_flags, report_error
+from uploader.cli import add_config_flags, emit, report_error
 from uploader.config import Config
 from uploader.encoding import encode_file_pooled, slot_size_for
 from uploader.errors import UploaderError
@@ -16,6 +15,7 @@ from uploader.progress import ProgressBar
 from uploader.secrets import convergence_secret
 from uploader.supervisor import WorkerPool
 from workers.geometry import EncodingParams
+from workers.text import printable
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -73,11 +73,9 @@ async def _one(
         return report_error(args, exc, file=str(path))
     seconds = time.monotonic() - start
     if args.json:
-        print(
-            json.dumps({"file": str(path), "cap": str(cap), "size": cap.size, "seconds": round(seconds, 6)})
-        )
+        emit({"file": str(path), "cap": str(cap), "size": cap.size, "seconds": round(seconds, 6)})
     elif len(args.files) > 1:
-        print(f"{path}: {cap}")
+        print(printable(f"{path}: {cap}"))
     else:
         print(cap)
     return 0

@@ -17,6 +17,7 @@ from uploader.config import Config
 from uploader.errors import LocalIOError, UploaderError, UsageError
 from uploader.journal import JournalError, JournalHandle, JournalRecord
 from uploader.progress import ProgressBar
+from workers.text import printable
 
 if TYPE_CHECKING:
     from uploader.gridclient import GridClient
@@ -106,15 +107,21 @@ async def _run(args: argparse.Namespace, config: Config, early: list[Spawned]) -
                     if not path.is_file() and resume is None:  # with a journal: the upload drops it
                         raise LocalIOError(f"cannot read {path}: not a regular file or does not exist")
                     if resume is not None and not args.json:
-                        print(f"uploader: resuming the interrupted upload of {path}", file=sys.stderr)
+                        print(
+                            printable(f"uploader: resuming the interrupted upload of {path}"), file=sys.stderr
+                        )
                     elif args.resume and not args.json:
                         print(
-                            f"uploader: no interrupted upload of {path}: uploading it from the start",
+                            printable(
+                                f"uploader: no interrupted upload of {path}: uploading it from the start"
+                            ),
                             file=sys.stderr,
                         )
                     elif not args.resume and path in journals:
                         print(
-                            f"uploader: note: an interrupted upload of {path} can be continued with --resume",
+                            printable(
+                                f"uploader: note: an interrupted upload of {path} can be continued with --resume"
+                            ),
                             file=sys.stderr,
                         )
                     result = await grid.upload(path, bar, resume=resume)
@@ -138,7 +145,7 @@ async def _run(args: argparse.Namespace, config: Config, early: list[Spawned]) -
                     fields |= {"resumed": True, "share_bytes_skipped": result.share_bytes_skipped}
                 emit(fields)
             elif len(args.files) > 1:
-                print(f"{path}: {result.cap}", flush=True)
+                print(printable(f"{path}: {result.cap}"), flush=True)
             else:
                 print(result.cap, flush=True)
             return 0
@@ -215,7 +222,7 @@ def _run_daemon(args: argparse.Namespace, url: str) -> int:
             rate = round(size / max(seconds, 1e-9) / 1e6, 2)
             line = json.dumps(
                 {
-                    "file": str(path),
+                    "file": printable(str(path)),
                     "cap": cap,
                     "size": size,
                     "seconds": round(seconds, 3),
@@ -224,7 +231,7 @@ def _run_daemon(args: argparse.Namespace, url: str) -> int:
                 }
             )
         elif len(args.files) > 1:
-            line = f"{path}: {cap}"
+            line = printable(f"{path}: {cap}")
         else:
             line = cap
         print(line, flush=True)

@@ -100,3 +100,22 @@ def test_errors_have_their_exit_codes(tmp_path: Path) -> None:
     os.mkfifo(fifo)
     refused = cap(str(fifo))  # refused at once (opening it used to wait for a writer forever)
     assert refused.returncode == 7 and "is not a regular file" in refused.stderr
+
+
+def test_a_file_name_that_is_not_utf8_gets_its_cap(tmp_path: Path) -> None:
+    data = os.urandom(300_001)
+    bad = os.fsdecode(os.path.join(os.fsencode(tmp_path), b"bad\xffname"))  # as argv hands it over
+    Path(bad).write_bytes(data)
+    (tmp_path / "good").write_bytes(data)
+    out = cap(bad, str(tmp_path / "good"), "--json", "--workers", "2")
+    assert out.returncode == 0, out.stderr
+    rows = [json.loads(line) for line in out.stdout.splitlines()]  # valid UTF-8 JSON, one line each
+    assert [r["file"] for r in rows] == [str(tmp_path / "bad") + "\\xffname", str(tmp_path / "good")]
+    assert rows[0]["cap"] == rows[1]["cap"]  # the same bytes, read through the odd name
+    human = cap(bad, "--workers", "2")
+    assert human.returncode == 0 and human.stdout.strip() == rows[0]["cap"]
+    both = cap(bad, str(tmp_path / "good"), "--workers", "2")
+    assert both.returncode == 0 and f"{tmp_path}/bad\\xffname: {rows[0]['cap']}" in both.stdout
+    os.unlink(bad)
+    gone = cap(bad, "--json", "--workers", "2")
+    assert gone.returncode == 7 and json.loads(gone.stdout)["file"] == f"{tmp_path}/bad\\xffname"
