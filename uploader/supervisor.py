@@ -587,10 +587,17 @@ class WorkerPool:
                 del self._queues[client]
             if job.future.done():  # cancelled by its caller while queued
                 continue
+            try:
+                data = frame(job.msg)
+            except (ValueError, TypeError, OverflowError) as exc:  # msgpack's: fail this job, not the pool
+                job.future.set_exception(
+                    PoolError(f"cannot send {type(job.msg).__name__} to a worker: {exc}")
+                )
+                continue
             if not worker.inflight:
                 worker.busy_since = time.monotonic()
             worker.inflight.append(job)
-            worker.writer.write(frame(job.msg))
+            worker.writer.write(data)
 
     # ---- supervision -------------------------------------------------------------------------
     async def _read_loop(self, w: _Worker, reader: asyncio.StreamReader) -> None:

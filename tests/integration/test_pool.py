@@ -358,6 +358,25 @@ def test_backpressure_and_fairness() -> None:
     assert order.index("b") < 4
 
 
+def test_a_job_that_cannot_be_packed_fails_alone_and_the_pool_goes_on(tmp_path: Path) -> None:
+    """A message msgpack refuses fails its own caller; the pool (and other jobs) carry on."""
+    path = tmp_path / "f"
+    path.write_bytes(b"x" * 1000)
+
+    async def main() -> tuple[BaseException | bytes, bytes]:
+        async with WorkerPool(1, slot_count=2, slot_size=50_000) as pool:
+            # U+D800 is a surrogate no file system name decodes to: os.fsencode refuses it
+            bad = await asyncio.gather(
+                pool.key_pass("a", "/x/\ud800", 10, b"s", 3, 10, 4096), return_exceptions=True
+            )
+            good = await pool.key_pass("a", str(path), 1000, b"s", 3, 10, 4096)
+            return bad[0], good
+
+    bad, good = asyncio.run(main())
+    assert isinstance(bad, PoolError) and "cannot send KeyPass to a worker" in str(bad)
+    assert len(good) == 16
+
+
 def test_a_resize_during_a_replacement_converges_to_the_new_size() -> None:
     """Shrink while a killed worker's replacement is under way: the pool ends with the new size of
     live worker processes, not one more (the replacement used to be started regardless of size)."""
