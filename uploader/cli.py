@@ -16,7 +16,7 @@ import select
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from uploader import interrupts
 from uploader.config import Config, flag_name, load_config
@@ -95,10 +95,34 @@ _SETTING_FLAGS = (
 )
 
 
+class ArgumentsRejected(SystemExit):
+    """argparse's usage error (exit 2), with its message kept for ``--json``."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(2)
+        self.message = message
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse's own parser (subparsers are made of this class too), whose usage error carries its
+    message, so that ``main`` can also print it as the one ``--json`` object."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        raise ArgumentsRejected(message)
+
+
+def _wants_json(argv: Sequence[str]) -> bool:
+    """Whether ``--json`` (or an abbreviation argparse would take for it) is among the options."""
+    options = argv[: argv.index("--")] if "--" in argv else argv
+    return any(len(a) >= 3 and "--json".startswith(a) for a in options)
+
+
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The whole parser, or with ``only`` one command's subparser: each command module imports what
     it needs (aiohttp, the pool, ...), and a run of ``get`` should not pay for importing ``grid``."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m uploader",
         description="Fast, multi-core uploads to Tahoe-LAFS grids: byte-identical CHK shares over GBS.",
     )
@@ -161,7 +185,12 @@ def _command_named(argv: Sequence[str]) -> str | None:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(_command_named(argv))
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except ArgumentsRejected as exc:  # already said on stderr; --json also wants its object
+        if _wants_json(argv):
+            report_error(argparse.Namespace(json=True), UsageError(exc.message))
+        raise
     try:
         # `grid` and `storage` read no client configuration: a broken one must not stop a grid
         config = config_from_args(args) if getattr(args, "needs_config", True) else Config()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -39,3 +40,29 @@ def test_a_command_does_not_import_the_others() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "['uploader.commands.cap']"
+
+
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["put", "--json", "--workers", "abc", "f"], "argument --workers: invalid int value: 'abc'"),
+        (["cap", "--json"], "the following arguments are required: FILE"),
+        (["get", "--js", "URI:LIT:", "--offset", "-1"], "argument --offset"),  # an abbreviation
+        (["--json"], "the following arguments are required: COMMAND"),
+    ],
+)
+def test_argparse_usage_errors_under_json_are_one_json_object(argv: list[str], expected: str) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "uploader", *argv], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 2
+    (line,) = out.stdout.splitlines()
+    obj = json.loads(line)
+    assert obj["error_class"] == "UsageError" and obj["exit_code"] == 2 and obj["error"].startswith(expected)
+    assert "usage:" in out.stderr and expected in out.stderr  # the human message stays
+
+
+def test_argparse_usage_errors_without_json_print_nothing_on_stdout() -> None:
+    cmd = [sys.executable, "-m", "uploader", "put", "--workers", "abc", "f", "--", "--json"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and out.stdout == "" and "invalid int value" in out.stderr
