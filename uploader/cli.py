@@ -11,6 +11,7 @@ import argparse
 import errno
 import importlib
 import json
+import math
 import os
 import select
 import sys
@@ -78,6 +79,18 @@ def refuse_own_settings(args: argparse.Namespace, keys: Sequence[str], daemon: s
             "which works with its own configuration: drop "
             f"{'it' if len(given) == 1 else 'them'}, or add --no-daemon to work in this process"
         )
+
+
+def positive_seconds(text: str) -> float:
+    """An argparse ``type``: a finite number of seconds > 0. 0, negatives, ``nan`` and ``inf`` are
+    usage errors (a deadline of nan or inf never fires; one of 0 or less has passed already)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a finite number of seconds > 0, got {text!r}")
+    return value
 
 
 _SETTING_FLAGS = (

@@ -12,7 +12,7 @@ import argparse
 import json
 from pathlib import Path
 
-from uploader.cli import emit
+from uploader.cli import emit, positive_seconds
 from uploader.config import Config
 from uploader.grid import CLIENT_CONFIG, SERVERS_YAML, ServerStatus, grid_status, start_grid, stop_grid
 
@@ -29,7 +29,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     start = actions.add_parser("start", help="start the grid's servers (made on first start)")
     start.add_argument("--servers", type=_servers, metavar="N", help="servers in a new grid (default 10)")
     start.add_argument(
-        "--timeout", type=float, default=60.0, metavar="SECONDS", help="wait this long for servers"
+        "--timeout",
+        type=positive_seconds,
+        default=60.0,
+        metavar="SECONDS",
+        help="wait this long for servers (seconds > 0; default 60)",
     )
     stop = actions.add_parser("stop", help="stop the grid's servers")
     status = actions.add_parser("status", help="one line per server; exit 0 only when all are up")

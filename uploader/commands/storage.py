@@ -17,7 +17,7 @@ import re
 import sys
 from pathlib import Path
 
-from uploader.cli import VERSION
+from uploader.cli import VERSION, positive_seconds
 from uploader.config import Config
 from uploader.errors import ConfigError
 from uploader.storage.identity import NURL_FILE
@@ -57,23 +57,13 @@ def parse_listen(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def _positive_seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text!r}")
-    return value
-
-
 def _non_negative_ms(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
         value = -1.0
     if not 0 <= value < 3_600_000:
-        raise argparse.ArgumentTypeError(f"expected milliseconds >= 0, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected milliseconds from 0 to less than 3600000, got {text!r}")
     return value
 
 
@@ -104,14 +94,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--max-share-size", type=parse_size, metavar="BYTES", help="largest share accepted")
     p.add_argument(
         "--idle-timeout",
-        type=_positive_seconds,
+        type=positive_seconds,
         default=IDLE_BUCKET_TIMEOUT_S,
         metavar="SECONDS",
         help="abort an in-progress upload after this long without writes (default 1800)",
     )
     p.add_argument(
         "--request-timeout",
-        type=_positive_seconds,
+        type=positive_seconds,
         default=60.0,
         metavar="SECONDS",
         help="silence allowed while a request body is arriving (default 60)",

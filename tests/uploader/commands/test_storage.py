@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import REPO
 from uploader.commands.storage import parse_listen, parse_size, previous_listen
 
 
@@ -46,3 +49,13 @@ def test_previous_listen_reads_the_last_nurl(tmp_path: Path) -> None:
     assert previous_listen(tmp_path) == ("127.0.0.1", 4567)
     (tmp_path / "nurl").write_text("garbage")
     assert previous_listen(tmp_path) is None
+
+
+@pytest.mark.parametrize("flag", ["--idle-timeout", "--request-timeout"])
+@pytest.mark.parametrize("value", ["0", "-5", "nan", "inf"])
+def test_timeouts_must_be_positive_and_finite(tmp_path: Path, flag: str, value: str) -> None:
+    cmd = [sys.executable, "-m", "uploader", "storage", "--dir", str(tmp_path / "s"), f"{flag}={value}"]
+    out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2
+    assert f"argument {flag}: expected a finite number of seconds > 0, got '{value}'" in out.stderr
+    assert not (tmp_path / "s").exists()
