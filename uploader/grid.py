@@ -341,7 +341,11 @@ def _write_text(path: Path, text: str, mode: int = 0o644) -> None:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
         os.chmod(tmp, mode)
-        os.replace(tmp, path)
+        try:
+            os.replace(tmp, path)
+        except OSError as exc:  # it names the temporary file; the one that is in the way is path
+            exc.filename, exc.filename2 = str(path), None
+            raise
     except BaseException as exc:
         with contextlib.suppress(OSError):
             tmp.unlink()
@@ -496,9 +500,29 @@ def _write_configs(directory: Path, statuses: Sequence[ServerStatus], env: Mappi
     # Both hold NURLs, whose swissnums are credentials: owner-only, like Tahoe's private/ files.
     _write_text(config_path, client_config_text(directory, nurls), 0o600)
     _write_text(directory / SERVERS_YAML, servers_yaml_text(entries), 0o600)
+    _record_current_grid(config_path, env)
+
+
+def _record_current_grid(config_path: Path, env: Mapping[str, str]) -> None:
+    """Record ``config_path`` as the most recent grid's configuration (config.find_config_file
+    reads it). Only a convenience: when the data directory cannot take it, the grid is still up
+    and its configuration written, so this warns on stderr, naming the setting, and goes on."""
     current = current_grid_record(env)
-    current.parent.mkdir(parents=True, exist_ok=True)
-    _write_text(current, f"{config_path}\n")
+    try:
+        current.parent.mkdir(parents=True, exist_ok=True)
+        _write_text(current, f"{config_path}\n")
+    except OSError as exc:
+        setting = (
+            "UPLOADER_DATA_DIR"
+            if env.get("UPLOADER_DATA_DIR")
+            else "the default data directory ($XDG_DATA_HOME/uploader; UPLOADER_DATA_DIR sets another)"
+        )
+        print(
+            f"uploader: warning: cannot record this grid as the current one in {current} "
+            f"(from {setting}): {exc.filename or current}: {exc.strerror or exc}; "
+            f"commands find its configuration only with --config {config_path}",
+            file=sys.stderr,
+        )
 
 
 def grid_status(directory: Path) -> list[ServerStatus]:

@@ -167,6 +167,35 @@ def test_a_dir_that_is_a_file_is_a_one_line_error(tmp_path: Path) -> None:
     assert plain.read_text() == "not a grid"
 
 
+def test_a_data_dir_that_cannot_take_the_current_grid_record_warns_and_the_grid_starts(
+    tmp_path: Path,
+) -> None:
+    plain = tmp_path / "afile"
+    plain.write_text("not a directory")
+    busy = tmp_path / "data"
+    (busy / "current-grid").mkdir(parents=True)  # the record's name is taken by a directory
+    for data_dir, named in (
+        (plain, f"{plain}: File exists"),
+        (busy, f"{busy / 'current-grid'}: Is a directory"),
+    ):
+        grid = tmp_path / f"grid-{data_dir.name}"
+        started = uploader(
+            "grid", "start", "--dir", str(grid), "--servers", "1", env={"UPLOADER_DATA_DIR": str(data_dir)}
+        )
+        try:
+            assert started.returncode == 0, started.stderr
+            assert "warning" in started.stderr and "UPLOADER_DATA_DIR" in started.stderr
+            assert named in started.stderr and "current-grid.tmp" not in started.stderr
+            assert f"--config {grid / 'uploader.toml'}" in started.stderr
+            assert uploader("grid", "status", "--dir", str(grid)).returncode == 0  # running, as its files say
+            assert len(load_config(grid / "uploader.toml", {}, {}).servers) == 1
+        finally:
+            assert uploader("grid", "stop", "--dir", str(grid)).returncode == 0
+    assert plain.read_text() == "not a directory" and sorted(p.name for p in busy.iterdir()) == [
+        "current-grid"
+    ]
+
+
 def test_a_full_disk_is_a_one_line_error_and_leaves_nothing_running(tmp_path: Path) -> None:
     """A real ENOSPC: the grid's temporary files point at /dev/full, whose writes always fail so."""
     grid = tmp_path / "grid"
