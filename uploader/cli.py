@@ -37,7 +37,9 @@ def add_config_flags(parser: argparse.ArgumentParser, *, encoding: bool = True, 
         "--json", action="store_true", help="print JSON Lines on stdout, one object per result"
     )
     if pool:
-        parser.add_argument("--workers", type=int, metavar="W", help="worker processes (default: CPU count)")
+        parser.add_argument(
+            "--workers", type=whole_number, metavar="W", help="worker processes (default: CPU count)"
+        )
         parser.add_argument(
             "--erasure-backend",
             choices=("auto", "isal", "zfec"),
@@ -45,19 +47,21 @@ def add_config_flags(parser: argparse.ArgumentParser, *, encoding: bool = True, 
         )
     if encoding:
         parser.add_argument(
-            "-k", "--shares-needed", type=int, metavar="K", help="shares needed to read (default 3)"
+            "-k", "--shares-needed", type=whole_number, metavar="K", help="shares needed to read (default 3)"
         )
-        parser.add_argument("-n", "--shares-total", type=int, metavar="N", help="shares made (default 10)")
+        parser.add_argument(
+            "-n", "--shares-total", type=whole_number, metavar="N", help="shares made (default 10)"
+        )
         parser.add_argument(
             "--happy",
             dest="shares_happy",
-            type=int,
+            type=whole_number,
             metavar="H",
             help="servers of happiness (default min(7, N))",
         )
         parser.add_argument(
             "--max-segment-size",
-            type=int,
+            type=whole_number,
             metavar="BYTES",
             help="maximum segment size (default 1048576; changes caps)",
         )
@@ -79,6 +83,15 @@ def refuse_own_settings(args: argparse.Namespace, keys: Sequence[str], daemon: s
             "which works with its own configuration: drop "
             f"{'it' if len(given) == 1 else 'them'}, or add --no-daemon to work in this process"
         )
+
+
+def whole_number(text: str) -> int:
+    """An argparse ``type``: ASCII decimal digits. Python's int() also takes other scripts' digits
+    ("١٠"), underscores ("1_0") and spaces, each of which would quietly give a value (or, for the
+    encoding flags, a cap) the user did not write. Ranges are the configuration's to check."""
+    if not (text.isascii() and text.isdigit()) or len(text) > 40:
+        raise argparse.ArgumentTypeError(f"expected a whole number written in the digits 0-9, got {text!r}")
+    return int(text)
 
 
 def positive_seconds(text: str) -> float:

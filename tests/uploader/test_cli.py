@@ -45,7 +45,10 @@ def test_a_command_does_not_import_the_others() -> None:
 @pytest.mark.parametrize(
     "argv, expected",
     [
-        (["put", "--json", "--workers", "abc", "f"], "argument --workers: invalid int value: 'abc'"),
+        (
+            ["put", "--json", "--workers", "abc", "f"],
+            "argument --workers: expected a whole number written in the digits 0-9, got 'abc'",
+        ),
         (["cap", "--json"], "the following arguments are required: FILE"),
         (["get", "--js", "URI:LIT:", "--offset", "-1"], "argument --offset"),  # an abbreviation
         (["--json"], "the following arguments are required: COMMAND"),
@@ -65,4 +68,18 @@ def test_argparse_usage_errors_under_json_are_one_json_object(argv: list[str], e
 def test_argparse_usage_errors_without_json_print_nothing_on_stdout() -> None:
     cmd = [sys.executable, "-m", "uploader", "put", "--workers", "abc", "f", "--", "--json"]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
-    assert out.returncode == 2 and out.stdout == "" and "invalid int value" in out.stderr
+    assert out.returncode == 2 and out.stdout == "" and "--workers: expected a whole number" in out.stderr
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"),
+    [("--workers", "١٠"), ("-k", "1_0"), ("--happy", " 3"), ("--max-segment-size", "²"), ("--window", "+4")],
+)
+def test_number_flags_take_ascii_digits_only(
+    flag: str, value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """int() would take these (as 10, 10, 3, an error, 4): a flag that changes caps must mean what it shows."""
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["put", "f", f"{flag}={value}"])
+    assert exc.value.code == 2
+    assert f"expected a whole number written in the digits 0-9, got {value!r}" in capsys.readouterr().err

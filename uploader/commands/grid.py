@@ -18,13 +18,21 @@ from uploader.grid import CLIENT_CONFIG, SERVERS_YAML, ServerStatus, grid_status
 
 
 def _servers(text: str) -> int:
-    if not text.isdigit() or not 1 <= int(text) <= 256:
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= 256:
         raise argparse.ArgumentTypeError(f"expected a number of servers from 1 to 256, got {text!r}")
     return int(text)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("grid", help="start, stop or check the embedded local grid", description=__doc__)
+    p = sub.add_parser(
+        "grid",
+        help="start, stop or check the embedded local grid",
+        description="The embedded local grid: storage servers on 127.0.0.1, in DIR. `start` makes the grid on "
+        "its first run (10 servers unless --servers), returns once every server answers, and says where the "
+        "client configuration is (DIR/uploader.toml, which the other commands then find on their own); "
+        "`status` prints one line per server and exits 0 only when all are up; `stop` ends exactly the "
+        "recorded processes. NURLs are not printed (they carry the swissnum): they are in DIR/uploader.toml.",
+    )
     actions = p.add_subparsers(dest="grid_action", metavar="ACTION", required=True)
     start = actions.add_parser("start", help="start the grid's servers (made on first start)")
     start.add_argument("--servers", type=_servers, metavar="N", help="servers in a new grid (default 10)")
@@ -37,9 +45,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     stop = actions.add_parser("stop", help="stop the grid's servers")
     status = actions.add_parser("status", help="one line per server; exit 0 only when all are up")
-    for action in (start, stop, status):
+    for action, output in (
+        (start, "JSON Lines, one object per server"),
+        (stop, 'one JSON object, {"stopped": [server names]}'),
+        (status, "JSON Lines, one object per server"),
+    ):
         action.add_argument("--dir", type=Path, required=True, metavar="DIR", help="the grid's directory")
-        action.add_argument("--json", action="store_true", help="print JSON Lines, one object per server")
+        action.add_argument("--json", action="store_true", help=f"print {output}")
         action.set_defaults(run=run, needs_config=False)
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from uploader import interrupts
-from uploader.cli import add_config_flags, emit, refuse_own_settings, report_error
+from uploader.cli import add_config_flags, emit, refuse_own_settings, report_error, whole_number
 from uploader.config import Config
 from uploader.errors import LocalIOError, UploaderError, UsageError
 from uploader.journal import JournalError, JournalHandle, JournalRecord
@@ -40,7 +40,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--pipeline-depth", metavar="BYTES", help='bytes in flight per server, or "auto" (the default)'
     )
-    p.add_argument("--window", type=int, metavar="SEGMENTS", help="segments in flight per file")
+    p.add_argument("--window", type=whole_number, metavar="SEGMENTS", help="segments in flight per file")
     p.add_argument(
         "--no-daemon",
         action="store_true",
