@@ -5,10 +5,11 @@ if __name__ == "__main__":  # spawned workers re-import the main module as __mp_
     try:
         from uploader import interrupts
 
-        interrupts.hold()  # Ctrl-C from here on is raised where the command can stop cleanly
-    except KeyboardInterrupt:  # one that came before: nothing started yet
+        interrupts.hold()  # a Ctrl-C during the imports from here on is raised where it can be handled
+        from uploader.cli import main
+
+        code = main()
+    except KeyboardInterrupt:  # before the hold, or before main's own handling (building its parser)
         os.write(2, b"uploader: interrupted\n")
         os._exit(130)  # not SystemExit: a finalizing interpreter would turn the signal into a -SIGINT exit
-    from uploader.cli import main
-
-    sys.exit(main())
+    sys.exit(code)

@@ -176,6 +176,47 @@ def test_ctrl_c_while_a_module_creates_its_classes_is_a_quiet_130(
     assert run.stdout == b"" and run.stderr.decode().strip() == "uploader: interrupted"
 
 
+@pytest.mark.parametrize("command", ["put", "serve"])
+def test_ctrl_c_while_the_configuration_is_read_from_a_fifo_is_a_quiet_130(
+    tmp_path: Path, command: str
+) -> None:
+    """The Ctrl-C hold covers imports only: a command blocked reading its configuration (a FIFO,
+    /dev/stdin at a terminal) stops at the first Ctrl-C."""
+    fifo = tmp_path / "config.fifo"
+    os.mkfifo(fifo)
+    args = [str(tmp_path / "f.bin")] if command == "put" else []
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uploader", command, *args, "--config", str(fifo)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    writer = -1
+    try:
+        while writer < 0:  # a non-blocking open for writing succeeds once the command has it open
+            try:
+                writer = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError:
+                assert proc.poll() is None, proc.communicate()
+                time.sleep(0.02)
+        time.sleep(0.2)  # the command now waits in read(): the writer sends nothing
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            out, err = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            pytest.fail("the Ctrl-C did not stop a command blocked reading its configuration")
+        assert proc.returncode == 130, err.decode()[-2000:]
+        assert out == b"" and err.decode().strip() == "uploader: interrupted"
+    finally:
+        if writer >= 0:
+            os.close(writer)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def test_ctrl_c_at_any_moment_of_start_up_is_a_quiet_130(grid: LocalGrid, tmp_path: Path) -> None:
     """SIGINT to the whole process group, as a terminal's Ctrl-C: while the command imports, while
     its workers start (they ignore it: it is the network process's), and once the upload runs."""

@@ -1,11 +1,15 @@
-"""uploader.interrupts: a Ctrl-C during start-up is held, then raised at the release point."""
+"""uploader.interrupts: a Ctrl-C during an import is held, then raised at the release point; one
+anywhere else is raised at once."""
 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import signal
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -21,13 +25,47 @@ def default_sigint() -> Iterator[None]:
     signal.signal(signal.SIGINT, previous)
 
 
-def test_a_ctrl_c_while_held_raises_nothing_until_release() -> None:
+@pytest.fixture
+def interrupted_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A module whose import is hit by a Ctrl-C halfway through its class definitions."""
+    name = f"ctrl_c_{os.getpid()}_{id(tmp_path)}"
+    (tmp_path / f"{name}.py").write_text(
+        "import dataclasses, os, signal\n"
+        "@dataclasses.dataclass(frozen=True)\n"
+        "class Before:\n    x: int = 1\n"
+        "os.kill(os.getpid(), signal.SIGINT)\n"
+        "@dataclasses.dataclass(frozen=True)\n"
+        "class After:\n    y: int = dataclasses.field(default=2)\n"
+        "DONE = True\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield name
+    sys.modules.pop(name, None)
+
+
+def test_a_ctrl_c_during_an_import_is_raised_at_release(interrupted_module: str) -> None:
     interrupts.hold()
-    os.kill(os.getpid(), signal.SIGINT)
-    sum(range(1000))  # the interpreter runs Python signal handlers between bytecodes
+    module = importlib.import_module(interrupted_module)
+    assert module.DONE and module.After().y == 2  # the import ran to its end
     with pytest.raises(KeyboardInterrupt):
         interrupts.release()
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_without_the_hold_the_import_is_broken(interrupted_module: str) -> None:
+    """What the hold is for: the same import, not held, is cut where the signal lands."""
+    with pytest.raises(KeyboardInterrupt):
+        importlib.import_module(interrupted_module)
+    assert interrupted_module not in sys.modules
+
+
+def test_a_ctrl_c_outside_an_import_is_raised_at_once() -> None:
+    """A command blocked in a read before its release point (a configuration FIFO) stays interruptible."""
+    interrupts.hold()
+    with pytest.raises(KeyboardInterrupt):
+        os.kill(os.getpid(), signal.SIGINT)
+        sum(range(1000))  # the interpreter runs Python signal handlers between bytecodes
+    interrupts.release()  # nothing more was held
 
 
 def test_release_without_a_ctrl_c_only_restores_the_handler() -> None:
@@ -38,14 +76,13 @@ def test_release_without_a_ctrl_c_only_restores_the_handler() -> None:
     interrupts.release()  # a second release (cli.main's after the command's own) does nothing
 
 
-def test_a_held_ctrl_c_is_raised_once() -> None:
+def test_a_held_ctrl_c_is_raised_once(interrupted_module: str) -> None:
     interrupts.hold()
-    os.kill(os.getpid(), signal.SIGINT)
-    os.kill(os.getpid(), signal.SIGINT)
+    importlib.import_module(interrupted_module)
     with pytest.raises(KeyboardInterrupt):
         interrupts.release()
     interrupts.hold()
-    interrupts.release()  # the earlier ones are spent
+    interrupts.release()  # the earlier one is spent
 
 
 def test_release_without_hold_touches_nothing() -> None:
