@@ -385,6 +385,51 @@ def test_a_second_daemon_on_the_same_data_dir_touches_nothing(
 
 
 # ---- put/get through the daemon ------------------------------------------------------------------
+def test_one_ctrl_c_stops_a_put_waiting_on_a_daemon_that_does_not_answer(
+    grid: LocalGrid, tmp_path: Path
+) -> None:
+    """A "daemon" that takes the request and never answers: the first Ctrl-C ends put (130); its
+    transfer thread, blocked in recv, must not hold the process."""
+    src = tmp_path / "a.bin"
+    src.write_bytes(random.Random(14).randbytes(100_000))
+    deaf = socket.socket()
+    deaf.bind(("127.0.0.1", 0))
+    deaf.listen(8)
+    env = {**os.environ, "UPLOADER_DAEMON": f"http://127.0.0.1:{deaf.getsockname()[1]}"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uploader", "put", str(src), "--config", str(grid.dir / "uploader.toml")],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    deaf.settimeout(60)
+    conn, _ = deaf.accept()
+    try:
+        conn.settimeout(60)
+        received = b""
+        while len(received) < 100_000:  # the whole request arrived: put now waits for the answer
+            more = conn.recv(1 << 16)
+            assert more, received[:200]
+            received += more
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            out, err = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            pytest.fail("one Ctrl-C did not stop put while the daemon kept it waiting")
+        assert proc.returncode == 130, err
+        assert out == b"" and err.decode().strip() == "uploader: interrupted"
+    finally:
+        conn.close()
+        deaf.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def test_flags_the_daemon_cannot_honour_are_refused_and_no_daemon_works_alone(
     daemon: DaemonProcess, grid: LocalGrid, tmp_path: Path
 ) -> None:

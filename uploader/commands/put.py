@@ -205,7 +205,7 @@ def _journals(
 
 def _run_daemon(args: argparse.Namespace, url: str) -> int:
     """Each file through the daemon's ``PUT /uri`` (4 at a time); output as without a daemon."""
-    from concurrent.futures import ThreadPoolExecutor
+    import threading
 
     from uploader import daemonclient
 
@@ -237,6 +237,31 @@ def _run_daemon(args: argparse.Namespace, url: str) -> int:
         print(line, flush=True)
         return 0
 
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        codes = list(pool.map(one, args.files))
+    # Daemon threads, not a ThreadPoolExecutor (whose exit, and the interpreter's, wait for every
+    # thread): a Ctrl-C must end the command even while a transfer waits on a daemon that does not
+    # answer; the daemon sees the connection close.
+    files = list(args.files)
+    codes = [0] * len(files)
+    failures: list[BaseException] = []
+    todo = iter(range(len(files)))
+    lock = threading.Lock()
+
+    def work() -> None:
+        while True:
+            with lock:
+                i = next(todo, None)
+            if i is None or failures:
+                return
+            try:
+                codes[i] = one(files[i])
+            except BaseException as exc:  # BrokenPipeError from print, say: the main thread raises it
+                failures.append(exc)
+
+    threads = [threading.Thread(target=work, daemon=True) for _ in range(min(4, len(files)))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failures:
+        raise failures[0]
     return next((c for c in codes if c), 0)
