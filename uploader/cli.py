@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from uploader import interrupts
-from uploader.config import Config, flag_name, load_config
+from uploader.config import Config, load_config
 from uploader.errors import LocalIOError, Terminated, UploaderError, UsageError
 from workers.text import printable
 
@@ -73,10 +73,19 @@ def add_config_flags(parser: argparse.ArgumentParser, *, encoding: bool = True, 
         )
 
 
-def refuse_own_settings(args: argparse.Namespace, keys: Sequence[str], daemon: str) -> None:
-    """A command sent through the daemon cannot honour flags that set how it would work itself
-    (``keys``): refuse the ones given (UsageError) rather than drop them without a word."""
-    given = [flag_name(key) for key in keys if getattr(args, key, None) is not None]
+def refuse_own_settings(
+    config: Config, keys: Sequence[str], daemon: str, *, from_env: Sequence[str] = ()
+) -> None:
+    """A command sent through the daemon cannot honour settings of how it would work itself:
+    refuse those set for this run rather than drop them without a word — ``keys`` when a flag set
+    them, ``from_env`` (the ones that change caps) also when an UPLOADER_* variable did. A
+    configuration file's are left alone: it may be the daemon's own."""
+    given = [
+        config.origin(key)
+        for key in keys
+        if config.origin(key).startswith("--")
+        or (key in from_env and config.origin(key).startswith("UPLOADER_"))
+    ]
     if given:
         raise UsageError(
             f"{', '.join(given)} {'does' if len(given) == 1 else 'do'} not apply through the daemon at {daemon}, "

@@ -459,6 +459,15 @@ def test_flags_the_daemon_cannot_honour_are_refused_and_no_daemon_works_alone(
         assert refused.returncode == 2, refused.stderr
         assert f"{named} " in refused.stderr and "--no-daemon" in refused.stderr, refused.stderr
         assert refused.stdout == ""
+    by_env = subprocess.run(
+        [*run, "put", str(src), *config],
+        cwd=REPO,
+        env={**env, "UPLOADER_SHARES_NEEDED": "2"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert by_env.returncode == 2 and "UPLOADER_SHARES_NEEDED does not apply" in by_env.stderr, by_env.stderr
     assert daemon.log().count("received") == uploads  # none reached the daemon
     alone = cli("put", "--no-daemon", "--json", "-k", "2", "--convergence-secret-file", str(secret), str(src))
     assert alone.returncode == 0, alone.stderr

@@ -93,7 +93,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
         if output is not None and output.is_dir():
             raise LocalIOError(f"cannot write to {output}: it is a directory")
         if config.daemon and not args.no_daemon and not isinstance(cap, LitCap):
-            refuse_own_settings(args, ("workers", "erasure_backend"), config.daemon)
+            refuse_own_settings(config, ("workers", "erasure_backend"), config.daemon)
             return _via_daemon(args, config.daemon, cap, output)
         if isinstance(cap, LitCap):
             return _lit(args, cap, output)

@@ -55,19 +55,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(run=run, holds_interrupts=True)  # released by aio.run (uploader.interrupts)
 
 
-# Flags of the uploads put runs itself: through a daemon they would be dropped, and the encoding
-# ones would give other caps than asked for.
-_OWN_SETTINGS = (
+# Settings of the uploads put runs itself: through a daemon they would be dropped, and the encoding
+# ones (_CAP_SETTINGS) would give other caps than asked for.
+_CAP_SETTINGS = (
     "shares_needed",
     "shares_total",
     "shares_happy",
     "max_segment_size",
     "convergence_secret_file",
-    "workers",
-    "erasure_backend",
-    "window",
-    "pipeline_depth",
 )
+_OWN_SETTINGS = (*_CAP_SETTINGS, "workers", "erasure_backend", "window", "pipeline_depth")
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
@@ -76,7 +73,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
     if config.daemon and not args.no_daemon:
         if args.resume:
             raise UsageError("--resume is for uploads put runs itself: the daemon resumes its own at start")
-        refuse_own_settings(args, _OWN_SETTINGS, config.daemon)
+        refuse_own_settings(config, _OWN_SETTINGS, config.daemon, from_env=_CAP_SETTINGS)
         return _run_daemon(args, config.daemon)
     early = prespawn(config.workers, config.erasure_backend)
     try:
