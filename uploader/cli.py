@@ -13,6 +13,7 @@ import importlib
 import json
 import math
 import os
+import re
 import select
 import sys
 from collections.abc import Sequence
@@ -106,10 +107,8 @@ def whole_number(text: str) -> int:
 def positive_seconds(text: str) -> float:
     """An argparse ``type``: a finite number of seconds > 0. 0, negatives, ``nan`` and ``inf`` are
     usage errors (a deadline of nan or inf never fires; one of 0 or less has passed already)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
+    # ASCII decimals only: float() also takes "١٠", "1_0", " 5 ", "1e3"
+    value = float(text) if re.fullmatch(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+", text) else math.nan
     if not (math.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(f"expected a finite number of seconds > 0, got {text!r}")
     return value

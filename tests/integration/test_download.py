@@ -166,6 +166,11 @@ def test_get_command_stdout_file_range_and_json(grid: LocalGrid, tmp_path: Path)
         json.loads(past.stdout)["error"]
         == f"--offset {len(data) + 1} is past the end of the file ({len(data)} bytes)"
     )
+    for bad in ("١٠", "1_0", " +5"):  # int() takes each as a number the user did not write
+        odd = _cli(grid, "get", cap, f"--offset={bad}")
+        assert odd.returncode == 2 and "in the digits 0-9" in odd.stderr.decode(), odd.stderr
+        odd = _cli(grid, "get", cap, f"--length={bad}")
+        assert odd.returncode == 2 and odd.stdout == b"", odd.stderr
     mixed = _cli(grid, "get", cap, "--json")
     assert mixed.returncode == 2 and b"-o FILE" in mixed.stdout
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.bin", "out.bin"]  # no temp files left

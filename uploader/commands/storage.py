@@ -23,7 +23,7 @@ from uploader.errors import ConfigError
 from uploader.storage.identity import NURL_FILE
 from uploader.storage.server import ServerSettings, run_server
 from uploader.storage.store import IDLE_BUCKET_TIMEOUT_S, StoreSettings
-from uploader.wire.nurl import NurlError, parse_nurl
+from uploader.wire.nurl import NurlError, check_host, parse_nurl
 
 _UNITS = {
     "": 1,
@@ -67,6 +67,14 @@ def _non_negative_ms(text: str) -> float:
     return value
 
 
+def _nurl_host(text: str) -> str:
+    """What clients will accept in the NURL (checked as they parse it), without brackets."""
+    try:
+        return check_host(text)
+    except NurlError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "storage",
@@ -83,7 +91,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="HOST:PORT",
         help="address to listen on; port 0 picks a free one (default: the previous run's, else 127.0.0.1:0)",
     )
-    p.add_argument("--nurl-host", metavar="HOST", help="host to put in the NURL (default: the listen host)")
+    p.add_argument(
+        "--nurl-host",
+        type=_nurl_host,
+        metavar="HOST",
+        help="host to put in the NURL: an IP address or DNS name (default: the listen host)",
+    )
     p.add_argument(
         "--reserved-space",
         type=parse_size,
@@ -135,7 +148,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
         directory=directory,
         host=host,
         port=port,
-        nurl_host=args.nurl_host.strip("[]") if args.nurl_host else None,  # Nurl.host: no brackets
+        nurl_host=args.nurl_host,  # Nurl.host: no brackets
         store=StoreSettings(
             reserved_space=args.reserved_space,
             max_share_size=args.max_share_size,

@@ -92,6 +92,13 @@ def parse_nurl(text: str) -> Nurl:
     return Nurl(m["spki"], host, port, m["swissnum"])
 
 
+def check_host(text: str) -> str:
+    """A host as a NURL's will be parsed (``[::1]`` or ``::1``, IPv4, DNS name), without brackets;
+    NurlError otherwise. For what a server writes into its own NURL."""
+    bare = text[1:-1] if text.startswith("[") and text.endswith("]") else text
+    return _check_ipv6(bare) if ":" in bare else _check_host(bare)
+
+
 def _check_ipv6(text: str) -> str:
     try:
         ipaddress.IPv6Address(text)

@@ -52,10 +52,27 @@ def test_previous_listen_reads_the_last_nurl(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("flag", ["--idle-timeout", "--request-timeout"])
-@pytest.mark.parametrize("value", ["0", "-5", "nan", "inf"])
+@pytest.mark.parametrize("value", ["0", "-5", "nan", "inf", "١٠", "1_0", " 5 ", "1e3"])
 def test_timeouts_must_be_positive_and_finite(tmp_path: Path, flag: str, value: str) -> None:
     cmd = [sys.executable, "-m", "uploader", "storage", "--dir", str(tmp_path / "s"), f"{flag}={value}"]
     out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=60)
     assert out.returncode == 2
     assert f"argument {flag}: expected a finite number of seconds > 0, got '{value}'" in out.stderr
     assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize("host", ["bad_host!", "ü.example", "[:::::]", "1.2.3", "-lead.example"])
+def test_a_nurl_host_clients_would_refuse_is_a_usage_error(tmp_path: Path, host: str) -> None:
+    cmd = [sys.executable, "-m", "uploader", "storage", "--dir", str(tmp_path / "s"), f"--nurl-host={host}"]
+    out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "argument --nurl-host: NURL host" in out.stderr, out.stderr
+    assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize(
+    ("host", "kept"), [("localhost", "localhost"), ("[::1]", "::1"), ("::1", "::1"), ("10.0.0.7", "10.0.0.7")]
+)
+def test_nurl_hosts_clients_accept(host: str, kept: str) -> None:
+    from uploader.commands.storage import _nurl_host
+
+    assert _nurl_host(host) == kept
