@@ -154,17 +154,25 @@ class GridClient:
             )
             for entry in self.config.servers
         ]
-        results = await asyncio.gather(*(c.connect() for c in candidates), return_exceptions=True)
-        for client, result in zip(candidates, results, strict=True):
-            if isinstance(result, ServerError):
-                log.warning("storage server %s is unavailable: %s", client.nurl.address, result)
-                self.unreachable[client.server] = str(result)
-                await client.close()
-            elif isinstance(result, BaseException):
-                await client.close()
-                raise result
-            else:
-                self.clients.append(client)
+        try:
+            results = await asyncio.gather(*(c.connect() for c in candidates), return_exceptions=True)
+            for client, result in zip(candidates, results, strict=True):
+                if isinstance(result, ServerError):
+                    log.warning("storage server %s is unavailable: %s", client.nurl.address, result)
+                    self.unreachable[client.server] = str(result)
+                    await client.close()
+                elif isinstance(result, BaseException):
+                    raise result
+                else:
+                    self.clients.append(client)
+        except BaseException:
+            # Cancelled while connecting (a Ctrl-C), or one connect failed unexpectedly: close every
+            # candidate not kept, or each is reported as an unclosed session when the loop ends.
+            kept = set(map(id, self.clients))
+            await asyncio.gather(
+                *(c.close() for c in candidates if id(c) not in kept), return_exceptions=True
+            )
+            raise
         if not self.clients:
             raise NotEnoughServers(
                 f"none of the {len(candidates)} configured storage servers could be reached"
