@@ -117,13 +117,13 @@ async def _run(args: argparse.Namespace, config: Config, early: list[Spawned]) -
                     elif not args.resume and path in journals:
                         print(
                             printable(
-                                f"uploader: note: an interrupted upload of {path} can be continued with --resume"
+                                f"uploader: note: dropping an interrupted upload of {path} and uploading it "
+                                "from the start (--resume would continue it)"
                             ),
                             file=sys.stderr,
                         )
+                        await _drop_journals(grid, path)
                     result = await grid.upload(path, bar, resume=resume)
-                    if not args.resume and path in journals:
-                        await _drop_stale_journal(grid, path)
                 except UploaderError as exc:
                     return report_error(args, exc, file=str(path))
                 finally:
@@ -164,10 +164,17 @@ async def _run(args: argparse.Namespace, config: Config, early: list[Spawned]) -
     return worst
 
 
-async def _drop_stale_journal(grid: GridClient, path: Path) -> None:
-    """The file now has its cap: an interrupted upload of it, not resumed, is dropped."""
-    for handle, record in _journals(grid, [path], claim=True).values():
-        await grid.abandon_journal(handle, record)
+async def _drop_journals(grid: GridClient, path: Path) -> None:
+    """A plain `put` of a file with interrupted uploads drops them first: their buckets (kept for a
+    resume) hold share numbers on the very servers this upload is placed on — the same storage
+    index — until the servers expire them, and a few of them left no share number free (happiness
+    not met). Their buckets are aborted with their upload secrets, their journals removed."""
+    wanted = str(path.resolve())
+    for handle, record in grid.journals.unfinished("put"):
+        if isinstance(record, JournalRecord) and record.source.path == wanted:
+            await grid.abandon_journal(handle, record)
+        else:
+            handle.release()
 
 
 def _journals(
