@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from uploader import interrupts
 from uploader.chk.caps import CapError, ChkCap, LitCap, parse_read_cap
-from uploader.cli import add_config_flags, emit, refuse_own_settings, report_error
+from uploader.cli import add_config_flags, emit, refuse_own_settings, report_error, whole_number
 from uploader.config import Config
 from uploader.errors import LocalIOError, Terminated, UploaderError, UsageError
 from uploader.progress import ProgressBar
@@ -53,8 +53,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="FILE",
         help="write to FILE (atomically, once verified; a device or FIFO is written in place); default stdout",
     )
-    p.add_argument("--offset", type=_nonnegative, default=0, metavar="N", help="first byte to download")
-    p.add_argument("--length", type=_nonnegative, metavar="N", help="bytes to download (default: to the end)")
+    p.add_argument("--offset", type=whole_number, default=0, metavar="N", help="first byte to download")
+    p.add_argument("--length", type=whole_number, metavar="N", help="bytes to download (default: to the end)")
     add_config_flags(p, encoding=False)
     p.add_argument(
         "--no-daemon",
@@ -62,14 +62,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="download in this process even when a daemon is configured (daemon = URL, UPLOADER_DAEMON)",
     )
     p.set_defaults(run=run, holds_interrupts=True)  # released by aio.run (uploader.interrupts)
-
-
-def _nonnegative(text: str) -> int:
-    if not (text.isascii() and text.isdigit()) or len(text) > 40:  # not int(): it takes "١٠", "1_0", " +5"
-        raise argparse.ArgumentTypeError(
-            f"expected a whole number of bytes >= 0 in the digits 0-9, got {text!r}"
-        )
-    return int(text)
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
