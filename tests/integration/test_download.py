@@ -48,6 +48,11 @@ def _cli(grid: LocalGrid, *args: str, timeout: float = 120) -> subprocess.Comple
     return subprocess.run(cmd, cwd=REPO, capture_output=True, timeout=timeout)
 
 
+def _get_command(cap: str, out: Path, config: Path, *flags: str) -> list[str]:
+    """`get CAP -o OUT` with ``config``, as a user runs it."""
+    return [sys.executable, "-m", "uploader", "get", cap, "-o", str(out), *flags, "--config", str(config)]
+
+
 def _write(path: Path, size: int, seed: int) -> bytes:
     data = random.Random(seed).randbytes(size)
     path.write_bytes(data)
@@ -286,18 +291,9 @@ def test_sigterm_and_sighup_leave_the_old_file_and_no_temp_file(grid: LocalGrid,
     out = tmp_path / "out.bin"
     for signum in (signal.SIGTERM, signal.SIGHUP):
         out.write_bytes(b"old")
-        cmd = [
-            sys.executable,
-            "-m",
-            "uploader",
-            "get",
-            cap,
-            "-o",
-            str(out),
-            "--config",
-            str(grid.dir / "uploader.toml"),
-        ]
-        proc = subprocess.Popen(cmd, cwd=REPO, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(
+            _get_command(cap, out, grid.dir / "uploader.toml"), cwd=REPO, stderr=subprocess.PIPE
+        )
         deadline = time.monotonic() + 60
         while not any(p.name.endswith(".part") for p in tmp_path.iterdir()) and time.monotonic() < deadline:
             time.sleep(0.01)
@@ -323,19 +319,9 @@ def test_json_names_servers_that_could_not_be_reached(grid: LocalGrid, tmp_path:
             + f'\n[[servers]]\nnurl = "pb://{"A" * 43}@127.0.0.1:{port}/{"b" * 32}#v=1"\n'
         )
         out = tmp_path / "out.bin"
-        cmd = [
-            sys.executable,
-            "-m",
-            "uploader",
-            "get",
-            cap,
-            "-o",
-            str(out),
-            "--json",
-            "--config",
-            str(config),
-        ]
-        got = subprocess.run(cmd, cwd=REPO, capture_output=True, timeout=120)
+        got = subprocess.run(
+            _get_command(cap, out, config, "--json"), cwd=REPO, capture_output=True, timeout=120
+        )
         # no share on the servers that are up, one server down: both commands say 4 (it may be there)
         unknown = str(ChkCap(os.urandom(16), os.urandom(32), 3, 10, 300_000))
         for command in ("get", "verify"):
